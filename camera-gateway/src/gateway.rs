@@ -1,0 +1,82 @@
+//! The set of running cameras: add, replace and remove them at run time without touching
+//! the others.
+
+use std::collections::HashMap;
+
+use panoptes_core::{CameraId, StatusBoard, StreamPhase};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::session::{StreamSpec, initial_status, supervise};
+
+/// A running camera: its streams share a cancellation token.
+#[derive(Debug)]
+struct RunningCamera {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Owns one supervisor task per camera stream.
+#[derive(Debug)]
+pub struct Gateway {
+    board: StatusBoard,
+    root: CancellationToken,
+    cameras: HashMap<CameraId, RunningCamera>,
+}
+
+impl Gateway {
+    /// A gateway publishing to `board`; every camera stops when `root` is cancelled.
+    pub fn new(board: StatusBoard, root: CancellationToken) -> Self {
+        Gateway {
+            board,
+            root,
+            cameras: HashMap::new(),
+        }
+    }
+
+    /// The status board the gateway writes.
+    pub fn board(&self) -> &StatusBoard {
+        &self.board
+    }
+
+    /// Starts (or restarts with new settings) a camera with the given streams. An empty
+    /// `streams` or `enabled == false` shows the camera as disabled.
+    pub async fn set_camera(&mut self, camera: CameraId, enabled: bool, streams: Vec<StreamSpec>) {
+        self.remove_camera(&camera).await;
+        let cancel = self.root.child_token();
+        let tasks = TaskTracker::new();
+        for spec in streams {
+            if !enabled {
+                self.board.set(initial_status(&spec, StreamPhase::Disabled));
+                continue;
+            }
+            self.board
+                .set(initial_status(&spec, StreamPhase::Connecting));
+            tasks.spawn(supervise(spec, self.board.clone(), cancel.clone()));
+        }
+        tasks.close();
+        self.cameras.insert(camera, RunningCamera { cancel, tasks });
+    }
+
+    /// Stops a camera's streams and waits for them to end.
+    pub async fn remove_camera(&mut self, camera: &CameraId) {
+        if let Some(running) = self.cameras.remove(camera) {
+            running.cancel.cancel();
+            running.tasks.wait().await;
+            info!(camera = %camera, "camera stopped");
+        }
+        self.board.remove_camera(camera);
+    }
+
+    /// Stops every camera and waits for all of them.
+    pub async fn shutdown(mut self) {
+        let ids: Vec<CameraId> = self.cameras.keys().cloned().collect();
+        for running in self.cameras.values() {
+            running.cancel.cancel();
+        }
+        for id in ids {
+            self.remove_camera(&id).await;
+        }
+    }
+}

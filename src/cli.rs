@@ -1,0 +1,216 @@
+//! Command line: `serve`, `demo`, `check-config`, `migrate`, `user add`, `config-reference`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Settings};
+
+/// Panoptes: network video recorder with real-time analytics.
+#[derive(Debug, Parser)]
+#[command(name = "panoptes", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the recorder: cameras, storage, API.
+    Serve {
+        /// Configuration file (TOML). Without one, defaults apply (no cameras, private database).
+        #[arg(long, short, env = "PANOPTES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run with demo cameras (a local GStreamer RTSP server serving test clips).
+    Demo {
+        /// Address and port for the HTTP server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data directory (default: /var/lib/panoptes-demo as root, else ~/.local/share/panoptes-demo).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Port for the demo RTSP cameras.
+        #[arg(long, default_value_t = 8554)]
+        rtsp_port: u16,
+    },
+    /// Check a configuration file and print every problem with its path.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// Configuration file (for the database settings).
+        #[arg(long, short, env = "PANOPTES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print the configuration reference (Markdown) generated from the code.
+    ConfigReference,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is asked for on a terminal, or read from the first line
+    /// of standard input otherwise.
+    Add {
+        /// User name.
+        name: String,
+        /// `admin`, `operator` or `viewer`.
+        #[arg(long)]
+        role: String,
+        /// Configuration file (for the database settings).
+        #[arg(long, short, env = "PANOPTES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line: "opening database: ...: ...".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("panoptes-rt")
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Loads the configuration file, or the defaults when none is given.
+pub fn settings(path: Option<&Path>) -> anyhow::Result<Settings> {
+    match path {
+        Some(p) => Ok(config::load(p)?),
+        None => {
+            let env = |k: &str| std::env::var(k).ok();
+            Ok(config::from_str("", &env)?)
+        }
+    }
+}
+
+// The command line's own output goes to stdout by design.
+#[allow(clippy::print_stdout)]
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(s) => {
+                println!(
+                    "{}: ok ({} camera{}, database: {:?})",
+                    file.display(),
+                    s.cameras.len(),
+                    if s.cameras.len() == 1 { "" } else { "s" },
+                    s.database
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::ConfigReference => {
+            print!("{}", config::reference_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let settings = settings(config.as_deref())?;
+            let _guard = crate::telemetry::init(&settings.config.log)?;
+            runtime()?.block_on(crate::serve::run(settings, None))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            listen,
+            data_dir,
+            rtsp_port,
+        } => {
+            let opts = crate::demo::DemoOptions {
+                listen,
+                data_dir,
+                rtsp_port,
+            };
+            runtime()?.block_on(crate::demo::run(opts))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { config } => {
+            let settings = settings(config.as_deref())?;
+            let _guard = crate::telemetry::init(&settings.config.log)?;
+            runtime()?.block_on(async {
+                let cancel = crate::shutdown::on_signals();
+                let db = crate::database::open(&settings, &cancel).await?;
+                let result = panoptes_storage::migrate(&db.pool)
+                    .await
+                    .context("applying migrations");
+                db.close().await;
+                result
+            })?;
+            eprintln!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User {
+            command: UserCommand::Add { name, role, config },
+        } => {
+            let role: panoptes_storage::users::Role = role.parse().map_err(anyhow::Error::msg)?;
+            panoptes_storage::users::check_name(&name)?;
+            let password = read_password()?;
+            let hash = panoptes_api::auth::hash_password(&password)?;
+            let settings = settings(config.as_deref())?;
+            let _guard = crate::telemetry::init(&settings.config.log)?;
+            let id = runtime()?.block_on(async {
+                let cancel = crate::shutdown::on_signals();
+                let db = crate::database::open(&settings, &cancel).await?;
+                let result = async {
+                    panoptes_storage::migrate(&db.pool)
+                        .await
+                        .context("applying migrations")?;
+                    Ok::<_, anyhow::Error>(
+                        panoptes_storage::users::create(&db.pool, &name, &hash, role).await?,
+                    )
+                }
+                .await;
+                db.close().await;
+                result
+            })?;
+            eprintln!("created user {name:?} (id {id}, role {role})");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let b = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+        if pw.is_empty() {
+            bail!("no password on standard input");
+        }
+        Ok(pw)
+    }
+}

@@ -1,0 +1,1111 @@
+//! The configuration file: TOML, every field documented with its default, validated once
+//! at start with errors that name the field's path.
+//!
+//! Unknown fields are errors, like `deny_unknown_fields`, but all of them are reported at
+//! once (through `serde_ignored`) together with every invalid value, so that one run of
+//! `panoptes check-config` lists every problem. Secrets are never in the file: passwords
+//! and tokens come from environment variables (`*_env`) or files (`*_file`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use panoptes_core::{CameraId, NodeId, StreamRole};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The environment variable that overrides `database.url`.
+pub const DATABASE_URL_ENV: &str = "PANOPTES_DATABASE_URL";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP server, data directory and node identity.
+    pub server: ServerConfig,
+    /// PostgreSQL: an external server, or a private cluster under the data directory.
+    pub database: DatabaseConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The cameras (`[[cameras]]` tables).
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address and port the HTTP server listens on.
+    pub listen: String,
+    /// Directory for recordings, snapshots and the private PostgreSQL cluster.
+    pub data_dir: PathBuf,
+    /// This node's id in a multi-node installation (lowercase letters, digits, `-`, `_`).
+    /// Empty means the host name.
+    pub node_id: String,
+    /// Environment variable holding the bearer token that `/metrics` requires.
+    /// Without a token (here or in `metrics_token_file`) `/metrics` is disabled.
+    pub metrics_token_env: Option<String>,
+    /// File holding the bearer token that `/metrics` requires.
+    pub metrics_token_file: Option<PathBuf>,
+    /// Seconds a graceful shutdown may take before the process exits anyway.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("/var/lib/panoptes"),
+            node_id: String::new(),
+            metrics_token_env: None,
+            metrics_token_file: None,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (`postgres://user@host:port/db`), without password. The environment
+    /// variable `PANOPTES_DATABASE_URL` overrides it. Empty (the default) runs a private
+    /// cluster under `<data_dir>/postgres`.
+    pub url: String,
+    /// Environment variable holding the database password.
+    pub password_env: Option<String>,
+    /// File holding the database password.
+    pub password_file: Option<PathBuf>,
+    /// Size of the connection pool.
+    pub max_connections: u32,
+    /// Seconds to keep retrying at start before giving up on an unreachable server.
+    pub connect_timeout_secs: u64,
+    /// The private cluster, used when no URL is given.
+    pub embedded: EmbeddedDatabaseConfig,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            password_env: None,
+            password_file: None,
+            max_connections: 10,
+            connect_timeout_secs: 60,
+            embedded: EmbeddedDatabaseConfig::default(),
+        }
+    }
+}
+
+/// `[database.embedded]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct EmbeddedDatabaseConfig {
+    /// Directory with PostgreSQL's `initdb` and `pg_ctl`. Empty means the newest
+    /// `/usr/lib/postgresql/<version>/bin`, else the `PATH`.
+    pub bin_dir: Option<PathBuf>,
+    /// System user that runs the cluster when Panoptes runs as root.
+    pub system_user: String,
+}
+
+impl Default for EmbeddedDatabaseConfig {
+    fn default() -> Self {
+        EmbeddedDatabaseConfig {
+            bin_dir: None,
+            system_user: "postgres".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax (e.g. `info,panoptes_camera_gateway=debug`). The
+    /// environment variable `RUST_LOG` overrides it.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Which decoder a camera's detect stream uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderChoice {
+    /// Try `cuda`, then `vaapi`, then `cpu`.
+    #[default]
+    Auto,
+    /// NVIDIA NVDEC.
+    Cuda,
+    /// VA-API (Intel, AMD).
+    Vaapi,
+    /// Software decoding.
+    Cpu,
+}
+
+/// RTP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportChoice {
+    /// RTP interleaved in the RTSP TCP connection.
+    #[default]
+    Tcp,
+    /// RTP over UDP (clean LANs only).
+    Udp,
+}
+
+/// `[[cameras]]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct CameraConfig {
+    /// Stable id: lowercase letters, digits, `-`, `_` (used in paths, URLs, metrics).
+    pub id: String,
+    /// Display name. Empty means the id.
+    pub name: String,
+    /// Whether the camera is connected at all.
+    pub enabled: bool,
+    /// Decoder for the detect stream: `auto`, `cuda`, `vaapi` or `cpu`.
+    pub decoder: DecoderChoice,
+    /// Frames per second decoded for analytics.
+    pub detect_fps: f64,
+    /// The camera's streams (`[[cameras.streams]]`), e.g. a `main` and a `sub` stream.
+    pub streams: Vec<StreamConfig>,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            id: String::new(),
+            name: String::new(),
+            enabled: true,
+            decoder: DecoderChoice::Auto,
+            detect_fps: 5.0,
+            streams: Vec::new(),
+        }
+    }
+}
+
+/// `[[cameras.streams]]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// Stream name within the camera, e.g. `main` or `sub`.
+    pub name: String,
+    /// RTSP URL (`rtsp://host:port/path`), without password.
+    pub url: String,
+    /// What the stream serves: any of `record`, `live`, `grid`, `detect`.
+    pub roles: Vec<StreamRole>,
+    /// RTP transport: `tcp` or `udp`.
+    pub transport: TransportChoice,
+    /// User name for the camera (digest or basic auth).
+    pub username: Option<String>,
+    /// Environment variable holding the camera password.
+    pub password_env: Option<String>,
+    /// File holding the camera password.
+    pub password_file: Option<PathBuf>,
+    /// Seconds each of DESCRIBE, SETUP and PLAY may take.
+    pub request_timeout_secs: f64,
+    /// Seconds without a frame before the session is restarted.
+    pub watchdog_secs: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            name: "main".into(),
+            url: String::new(),
+            roles: vec![
+                StreamRole::Record,
+                StreamRole::Live,
+                StreamRole::Grid,
+                StreamRole::Detect,
+            ],
+            transport: TransportChoice::Tcp,
+            username: None,
+            password_env: None,
+            password_file: None,
+            request_timeout_secs: 10.0,
+            watchdog_secs: 5.0,
+        }
+    }
+}
+
+/// One problem in a configuration, with the path of the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path, e.g. `cameras[0].streams[1].url`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file, if it came from one.
+    pub file: Option<PathBuf>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        match &self.file {
+            Some(p) => write!(
+                f,
+                "{}: {n} problem{}",
+                p.display(),
+                if n == 1 { "" } else { "s" }
+            )?,
+            None => write!(
+                f,
+                "configuration: {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            )?,
+        }
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A secret's source: where to read it from.
+fn read_secret(
+    env_name: Option<&String>,
+    file: Option<&PathBuf>,
+    (env_path, file_path): (&str, &str),
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let mut push = |field: &str, message: String| {
+        problems.push(Problem {
+            path: field.to_owned(),
+            message,
+        });
+    };
+    match (env_name, file) {
+        (Some(_), Some(_)) => {
+            push(
+                env_path,
+                "give either an environment variable or a file, not both".into(),
+            );
+            None
+        }
+        (Some(var), None) => match env(var) {
+            Some(v) if !v.is_empty() => Some(v),
+            Some(_) => {
+                push(env_path, format!("environment variable {var} is empty"));
+                None
+            }
+            None => {
+                push(env_path, format!("environment variable {var} is not set"));
+                None
+            }
+        },
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(s) if !s.trim_end_matches(['\r', '\n']).is_empty() => {
+                Some(s.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            Ok(_) => {
+                push(file_path, format!("{} is empty", f.display()));
+                None
+            }
+            Err(e) => {
+                push(file_path, format!("cannot read {}: {e}", f.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// A camera stream, resolved and checked: ready for the gateway.
+#[derive(Clone)]
+pub struct ResolvedStream {
+    /// Name within the camera.
+    pub name: String,
+    /// URL without credentials.
+    pub url: Url,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// Roles.
+    pub roles: Vec<StreamRole>,
+    /// Transport.
+    pub transport: TransportChoice,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// No-frame watchdog.
+    pub watchdog: Duration,
+}
+
+impl fmt::Debug for ResolvedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedStream")
+            .field("name", &self.name)
+            .field("url", &panoptes_core::redact(&self.url))
+            .field("has_credentials", &self.credentials.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A camera, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct ResolvedCamera {
+    /// Id.
+    pub id: CameraId,
+    /// Display name.
+    pub name: String,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Its streams.
+    pub streams: Vec<ResolvedStream>,
+}
+
+/// Where the database is.
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// An external server.
+    External {
+        /// Parsed URL (password injected, if any).
+        options: Box<panoptes_storage::PgConnectOptions>,
+    },
+    /// The private cluster.
+    Embedded {
+        /// Options for it.
+        options: panoptes_storage::cluster::ClusterOptions,
+    },
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseTarget::External { options } => {
+                write!(f, "External({})", panoptes_storage::db::describe(options))
+            }
+            DatabaseTarget::Embedded { options } => {
+                write!(f, "Embedded({})", options.dir.display())
+            }
+        }
+    }
+}
+
+/// A configuration that passed validation, with secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file as written (without secrets).
+    pub config: Config,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// This node's id.
+    pub node_id: NodeId,
+    /// `/metrics` bearer token.
+    pub metrics_token: Option<String>,
+    /// Database.
+    pub database: DatabaseTarget,
+    /// Cameras.
+    pub cameras: Vec<ResolvedCamera>,
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_owned()),
+        problems: vec![Problem {
+            path: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    from_str(&text, &env).map_err(|mut e| {
+        e.file = Some(path.to_owned());
+        // Relative secret files are relative to the process, as in every other tool.
+        e
+    })
+}
+
+/// Parses and validates configuration text; `env` looks up environment variables.
+pub fn from_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let mut problems = Vec::new();
+    let config = parse(text, &mut problems);
+    let settings = config.and_then(|c| validate(c, env, &mut problems));
+    match settings {
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(ConfigError {
+            file: None,
+            problems,
+        }),
+    }
+}
+
+fn parse(text: &str, problems: &mut Vec<Problem>) -> Option<Config> {
+    let de = match toml::Deserializer::parse(text) {
+        Ok(de) => de,
+        Err(e) => {
+            problems.push(Problem {
+                path: "(syntax)".into(),
+                message: e.to_string().trim().to_owned(),
+            });
+            return None;
+        }
+    };
+    let mut unknown = Vec::new();
+    let result: Result<Config, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(field_path(&p)));
+    for path in unknown {
+        problems.push(Problem {
+            path,
+            message: "unknown field".into(),
+        });
+    }
+    match result {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Problem {
+                path: "(value)".into(),
+                message: e.to_string().trim().to_owned(),
+            });
+            None
+        }
+    }
+}
+
+/// Formats a `serde_ignored` path as `a.b[0].c`.
+fn field_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => {
+            let head = field_path(parent);
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
+    }
+}
+
+fn validate(
+    config: Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<Settings> {
+    let mut push = |path: &str, message: String| {
+        problems.push(Problem {
+            path: path.into(),
+            message,
+        })
+    };
+
+    let listen = match config.server.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            push(
+                "server.listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:8080",
+                    config.server.listen
+                ),
+            );
+            None
+        }
+    };
+    let node_raw = if config.server.node_id.is_empty() {
+        hostname().to_lowercase().replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+            "-",
+        )
+    } else {
+        config.server.node_id.clone()
+    };
+    let node_id = match NodeId::new(node_raw) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            push("server.node_id", e.to_string());
+            None
+        }
+    };
+    if config.server.shutdown_timeout_secs == 0 {
+        push("server.shutdown_timeout_secs", "must be at least 1".into());
+    }
+    let metrics_token = read_secret(
+        config.server.metrics_token_env.as_ref(),
+        config.server.metrics_token_file.as_ref(),
+        ("server.metrics_token_env", "server.metrics_token_file"),
+        env,
+        problems,
+    );
+    let mut push = |path: &str, message: String| {
+        problems.push(Problem {
+            path: path.into(),
+            message,
+        })
+    };
+
+    // Database.
+    let db = &config.database;
+    if db.max_connections == 0 {
+        push("database.max_connections", "must be at least 1".into());
+    }
+    let url_from_env = env(DATABASE_URL_ENV).filter(|u| !u.is_empty());
+    let (url_text, url_path) = match &url_from_env {
+        Some(u) => (u.clone(), DATABASE_URL_ENV.to_owned()),
+        None => (db.url.clone(), "database.url".to_owned()),
+    };
+    let db_password = read_secret(
+        db.password_env.as_ref(),
+        db.password_file.as_ref(),
+        ("database.password_env", "database.password_file"),
+        env,
+        problems,
+    );
+    let database = if url_text.is_empty() {
+        Some(DatabaseTarget::Embedded {
+            options: panoptes_storage::cluster::ClusterOptions {
+                dir: config.server.data_dir.join("postgres"),
+                bin_dir: db.embedded.bin_dir.clone(),
+                system_user: db.embedded.system_user.clone(),
+            },
+        })
+    } else {
+        check_database_url(&url_text, &url_path, db_password, problems)
+    };
+
+    // Cameras.
+    let mut cameras = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, cam) in config.cameras.iter().enumerate() {
+        let base = format!("cameras[{i}]");
+        let id = match CameraId::new(cam.id.clone()) {
+            Ok(id) => {
+                if !seen.insert(id.clone()) {
+                    problems.push(Problem {
+                        path: format!("{base}.id"),
+                        message: format!("duplicate camera id {:?}", cam.id),
+                    });
+                }
+                Some(id)
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    path: format!("{base}.id"),
+                    message: format!("{:?}: {e}", cam.id),
+                });
+                None
+            }
+        };
+        if !(cam.detect_fps > 0.0 && cam.detect_fps <= 60.0) {
+            problems.push(Problem {
+                path: format!("{base}.detect_fps"),
+                message: format!("{} is not within (0, 60]", cam.detect_fps),
+            });
+        }
+        if cam.streams.is_empty() {
+            problems.push(Problem {
+                path: format!("{base}.streams"),
+                message: "a camera needs at least one stream".into(),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut streams = Vec::new();
+        for (j, s) in cam.streams.iter().enumerate() {
+            let sbase = format!("{base}.streams[{j}]");
+            if s.name.is_empty() || !names.insert(s.name.clone()) {
+                problems.push(Problem {
+                    path: format!("{sbase}.name"),
+                    message: format!("stream name {:?} is empty or repeated", s.name),
+                });
+            }
+            if let Some(r) = resolve_stream(s, &sbase, env, problems) {
+                streams.push(r);
+            }
+        }
+        if let Some(id) = id {
+            let name = if cam.name.is_empty() {
+                id.to_string()
+            } else {
+                cam.name.clone()
+            };
+            cameras.push(ResolvedCamera {
+                id,
+                name,
+                enabled: cam.enabled,
+                streams,
+            });
+        }
+    }
+
+    Some(Settings {
+        listen: listen?,
+        node_id: node_id?,
+        metrics_token,
+        database: database?,
+        cameras,
+        config,
+    })
+}
+
+fn check_database_url(
+    text: &str,
+    path: &str,
+    password: Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<DatabaseTarget> {
+    let mut push = |message: String| {
+        problems.push(Problem {
+            path: path.into(),
+            message,
+        })
+    };
+    let url = match Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => {
+            push(format!(
+                "not a URL ({e}); expected postgres://user@host:port/database"
+            ));
+            return None;
+        }
+    };
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        push(format!(
+            "scheme {:?} is not postgres:// or postgresql://",
+            url.scheme()
+        ));
+        return None;
+    }
+    if url.password().is_some() && path == "database.url" {
+        push(
+            "must not contain a password: use database.password_env or database.password_file"
+                .into(),
+        );
+        return None;
+    }
+    match text.parse::<panoptes_storage::PgConnectOptions>() {
+        Ok(mut o) => {
+            if let Some(pw) = password {
+                o = o.password(&pw);
+            }
+            Some(DatabaseTarget::External {
+                options: Box::new(o),
+            })
+        }
+        Err(e) => {
+            push(format!("not a valid PostgreSQL URL: {e}"));
+            None
+        }
+    }
+}
+
+fn resolve_stream(
+    s: &StreamConfig,
+    base: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<ResolvedStream> {
+    let (env_path, file_path) = (
+        format!("{base}.password_env"),
+        format!("{base}.password_file"),
+    );
+    let password = read_secret(
+        s.password_env.as_ref(),
+        s.password_file.as_ref(),
+        (&env_path, &file_path),
+        env,
+        problems,
+    );
+    let mut push = |field: &str, message: String| {
+        problems.push(Problem {
+            path: format!("{base}.{field}"),
+            message,
+        })
+    };
+    if s.roles.is_empty() {
+        push(
+            "roles",
+            "a stream needs at least one role (record, live, grid, detect)".into(),
+        );
+    }
+    for (field, v) in [
+        ("request_timeout_secs", s.request_timeout_secs),
+        ("watchdog_secs", s.watchdog_secs),
+    ] {
+        if !(v > 0.0 && v <= 3600.0) {
+            push(field, format!("{v} is not within (0, 3600]"));
+        }
+    }
+    let mut url = match Url::parse(&s.url) {
+        Ok(u)
+            if matches!(u.scheme(), "rtsp" | "rtsps")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            u
+        }
+        Ok(u) if !matches!(u.scheme(), "rtsp" | "rtsps") => {
+            push(
+                "url",
+                format!("scheme {:?} is not rtsp:// or rtsps://", u.scheme()),
+            );
+            return None;
+        }
+        Ok(_) => {
+            push("url", "has no host".into());
+            return None;
+        }
+        Err(e) => {
+            // Never echo the text: it may hold a password.
+            push(
+                "url",
+                format!("not a URL ({e}); expected rtsp://host:port/path"),
+            );
+            return None;
+        }
+    };
+    if url.password().is_some() {
+        push(
+            "url",
+            "must not contain a password: use password_env or password_file".into(),
+        );
+        return None;
+    }
+    let url_user = (!url.username().is_empty()).then(|| url.username().to_owned());
+    let _ = url.set_username("");
+    let username = s.username.clone().or(url_user);
+    let credentials = match (username, password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (Some(u), None) => Some((u, String::new())),
+        (None, Some(_)) => {
+            push("username", "a password is given but no username".into());
+            None
+        }
+        (None, None) => None,
+    };
+    Some(ResolvedStream {
+        name: s.name.clone(),
+        url,
+        credentials,
+        roles: s.roles.clone(),
+        transport: s.transport,
+        request_timeout: Duration::from_secs_f64(s.request_timeout_secs.clamp(0.001, 3600.0)),
+        watchdog: Duration::from_secs_f64(s.watchdog_secs.clamp(0.001, 3600.0)),
+    })
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "panoptes".into())
+}
+
+/// The configuration reference in Markdown, generated from the types above (their doc
+/// comments and defaults). `docs/configuration.md` embeds it; a test keeps them equal.
+pub fn reference_markdown() -> String {
+    let schema = schemars::schema_for!(Config);
+    let root = schema.as_value();
+    let mut rows = Vec::new();
+    walk(root, root, "", &mut rows);
+    let mut out = String::from("| Field | Type | Default | Meaning |\n|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", r.0, r.1, r.2, r.3));
+    }
+    out
+}
+
+type Row = (String, String, String, String);
+
+fn resolve<'a>(root: &'a serde_json::Value, v: &'a serde_json::Value) -> &'a serde_json::Value {
+    if let Some(r) = v.get("$ref").and_then(|r| r.as_str()) {
+        let name = r.rsplit('/').next().unwrap_or("");
+        return root
+            .pointer(&format!("/$defs/{name}"))
+            .map_or(v, |d| resolve(root, d));
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        let Some(list) = v.get(key).and_then(|l| l.as_array()) else {
+            continue;
+        };
+        let is_null =
+            |x: &serde_json::Value| x.get("type").and_then(|t| t.as_str()) == Some("null");
+        // `allOf: [X]` wraps a reference; `anyOf: [X, null]` is an Option.
+        let wrapper = list.len() <= 2 && (key == "allOf" || list.iter().any(is_null));
+        if let Some(first) = list.iter().find(|x| !is_null(x)).filter(|_| wrapper) {
+            return resolve(root, first);
+        }
+    }
+    v
+}
+
+fn type_name(root: &serde_json::Value, v: &serde_json::Value) -> String {
+    let t = resolve(root, v);
+    if let Some(variants) = t
+        .get("oneOf")
+        .or_else(|| t.get("enum"))
+        .and_then(|l| l.as_array())
+    {
+        let names: Vec<String> = variants
+            .iter()
+            .filter_map(|x| {
+                x.get("const")
+                    .or(Some(x))
+                    .and_then(|c| c.as_str())
+                    .map(|s| format!("`{s}`"))
+            })
+            .collect();
+        if !names.is_empty() {
+            return names.join(" \\| ");
+        }
+    }
+    match t.get("type") {
+        Some(serde_json::Value::String(s)) if s == "array" => {
+            let item = t
+                .get("items")
+                .map(|i| type_name(root, i))
+                .unwrap_or_default();
+            format!("list of {item}")
+        }
+        Some(serde_json::Value::String(s)) => match s.as_str() {
+            "integer" => "integer".into(),
+            "number" => "number".into(),
+            "boolean" => "boolean".into(),
+            _ => "string".into(),
+        },
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .find(|x| *x != "null")
+            .unwrap_or("string")
+            .to_owned(),
+        _ => "string".into(),
+    }
+}
+
+fn walk(root: &serde_json::Value, v: &serde_json::Value, prefix: &str, rows: &mut Vec<Row>) {
+    let t = resolve(root, v);
+    let Some(props) = t.get("properties").and_then(|p| p.as_object()) else {
+        return;
+    };
+    for (name, prop) in props {
+        let path = format!("{prefix}{name}");
+        let target = resolve(root, prop);
+        let desc = prop
+            .get("description")
+            .or_else(|| target.get("description"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("")
+            .replace('\n', " ")
+            .replace('|', "\\|");
+        if target.get("properties").is_some() {
+            walk(root, target, &format!("{path}."), rows);
+            continue;
+        }
+        let item = target.get("items").map(|i| resolve(root, i));
+        if let Some(item) = item.filter(|i| i.get("properties").is_some()) {
+            rows.push((
+                format!("{path}[]"),
+                "list of tables".into(),
+                "`[]`".into(),
+                desc,
+            ));
+            walk(root, item, &format!("{path}[]."), rows);
+            continue;
+        }
+        let default = match prop.get("default") {
+            None | Some(serde_json::Value::Null) => "(none)".to_owned(),
+            Some(serde_json::Value::String(s)) if s.is_empty() => "`\"\"`".to_owned(),
+            Some(d) => format!("`{d}`"),
+        };
+        rows.push((path, type_name(root, prop), default, desc));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn empty_file_is_valid_and_embedded() -> Result<(), ConfigError> {
+        let s = from_str("", &env_of(&[]))?;
+        assert!(matches!(s.database, DatabaseTarget::Embedded { .. }));
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.cameras.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let text = r#"
+            [server]
+            listen = "127.0.0.1:8080"
+            colour = "blue"
+
+            [[cameras]]
+            id = "gate"
+            [[cameras.streams]]
+            url = "http//broken"
+            urll = "rtsp://x/y"
+            username = "admin"
+            password_env = "GATE_PASSWORD"
+        "#;
+        let Err(e) = from_str(text, &env_of(&[])) else {
+            panic!("accepted")
+        };
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"server.colour"), "{e}");
+        assert!(paths.contains(&"cameras[0].streams[0].urll"), "{e}");
+        assert!(paths.contains(&"cameras[0].streams[0].url"), "{e}");
+        assert!(paths.contains(&"cameras[0].streams[0].password_env"), "{e}");
+        assert!(e.to_string().contains("GATE_PASSWORD is not set"), "{e}");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_refused_and_never_echoed() {
+        let text = r#"
+            [[cameras]]
+            id = "gate"
+            [[cameras.streams]]
+            url = "rtsp://admin:hunter2@10.0.0.5/stream"
+        "#;
+        let Err(e) = from_str(text, &env_of(&[])) else {
+            panic!("accepted")
+        };
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("cameras[0].streams[0].url"), "{e}");
+    }
+
+    #[test]
+    fn secrets_resolve_from_env_and_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let f = dir.path().join("token");
+        std::fs::write(&f, "tok\n")?;
+        let text = format!(
+            r#"
+            [server]
+            metrics_token_file = "{}"
+            [[cameras]]
+            id = "gate"
+            [[cameras.streams]]
+            url = "rtsp://admin@10.0.0.5:554/stream"
+            password_env = "PW"
+            "#,
+            f.display()
+        );
+        let s = from_str(&text, &env_of(&[("PW", "pa55")]))?;
+        assert_eq!(s.metrics_token.as_deref(), Some("tok"));
+        let st = &s.cameras[0].streams[0];
+        assert_eq!(st.credentials, Some(("admin".into(), "pa55".into())));
+        assert_eq!(st.url.as_str(), "rtsp://10.0.0.5:554/stream");
+        assert!(!format!("{st:?}").contains("pa55"));
+        Ok(())
+    }
+
+    #[test]
+    fn database_url_from_env_wins_and_is_checked() {
+        let ok = from_str("", &env_of(&[(DATABASE_URL_ENV, "postgres://u@db:5432/p")]));
+        assert!(matches!(
+            ok.map(|s| s.database),
+            Ok(DatabaseTarget::External { .. })
+        ));
+        let Err(e) = from_str("", &env_of(&[(DATABASE_URL_ENV, "mysql://db/p")])) else {
+            panic!()
+        };
+        assert_eq!(e.problems[0].path, DATABASE_URL_ENV);
+    }
+
+    #[test]
+    fn duplicate_ids_and_bad_values_are_reported() {
+        let text = r#"
+            [[cameras]]
+            id = "a"
+            detect_fps = 0
+            [[cameras.streams]]
+            url = "rtsp://h/1"
+            [[cameras]]
+            id = "a"
+            [[cameras.streams]]
+            url = "rtsp://h/2"
+            roles = []
+        "#;
+        let Err(e) = from_str(text, &env_of(&[])) else {
+            panic!()
+        };
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "cameras[0].detect_fps",
+                "cameras[1].id",
+                "cameras[1].streams[0].roles"
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn docs_match_the_code() -> Result<(), std::io::Error> {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))?;
+        let (begin, end) = (
+            "<!-- BEGIN GENERATED REFERENCE -->\n",
+            "<!-- END GENERATED REFERENCE -->",
+        );
+        let start = doc.find(begin).map(|i| i + begin.len());
+        let stop = doc.find(end);
+        let (Some(start), Some(stop)) = (start, stop) else {
+            panic!("markers missing in docs/configuration.md")
+        };
+        let expected = reference_markdown();
+        assert!(
+            doc[start..stop] == expected,
+            "docs/configuration.md is out of date; regenerate with `panoptes config-reference`:\n{expected}"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! `panoptes serve`: start everything, run until a signal, stop in a fixed order.
+//!
+//! Start: metrics recorder → database (private cluster if configured) → migrations → node
+//! registration → cameras → HTTP. Stop: HTTP stops accepting → cameras stop → pending
+//! writes finish → database pool closes → private cluster stops.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use panoptes_camera_gateway::{Credentials, Gateway, StreamSpec, Timeouts, Transport};
+use panoptes_core::StatusBoard;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{ResolvedCamera, Settings, TransportChoice};
+
+/// Turns a configured camera into the gateway's stream specs.
+pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamSpec> {
+    camera
+        .streams
+        .iter()
+        .map(|s| StreamSpec {
+            camera: camera.id.clone(),
+            stream: s.name.clone(),
+            url: s.url.clone(),
+            credentials: s.credentials.as_ref().map(|(u, p)| Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            transport: match s.transport {
+                TransportChoice::Tcp => Transport::Tcp,
+                TransportChoice::Udp => Transport::Udp,
+            },
+            roles: s.roles.clone(),
+            timeouts: Timeouts {
+                request: s.request_timeout,
+                watchdog: s.watchdog,
+            },
+        })
+        .collect()
+}
+
+/// Runs until a signal arrives (or `stop` is cancelled, when given).
+pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow::Result<()> {
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let root = crate::shutdown::on_signals();
+    if let Some(stop) = stop {
+        let root = root.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            root.cancel();
+        });
+    }
+    info!(version = env!("CARGO_PKG_VERSION"), node = %settings.node_id, "starting Panoptes");
+
+    let db = crate::database::open(&settings, &root)
+        .await
+        .context("opening the database")?;
+    if let Err(e) = panoptes_storage::migrate(&db.pool).await {
+        db.close().await;
+        return Err(e).context("applying database migrations");
+    }
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            db.close().await;
+            return Err(e)
+                .with_context(|| format!("listening on {} (server.listen)", settings.listen));
+        }
+    };
+    panoptes_storage::nodes::register(
+        &db.pool,
+        &settings.node_id,
+        &settings.listen.to_string(),
+        env!("CARGO_PKG_VERSION"),
+    )
+    .await
+    .context("registering this node")?;
+
+    let board = StatusBoard::default();
+    let cameras_root = root.child_token();
+    let mut gateway = Gateway::new(board.clone(), cameras_root.clone());
+    for cam in &settings.cameras {
+        gateway
+            .set_camera(cam.id.clone(), cam.enabled, stream_specs(cam))
+            .await;
+    }
+    info!(cameras = settings.cameras.len(), "cameras started");
+
+    let heartbeat = {
+        let (pool, node, cancel) = (db.pool.clone(), settings.node_id.clone(), root.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = panoptes_storage::nodes::heartbeat(&pool, &node).await {
+                            warn!(error = %e, "node heartbeat failed");
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let state = panoptes_api::AppState::new(
+        db.pool.clone(),
+        board,
+        metrics,
+        settings.metrics_token.clone(),
+        settings.cameras.len(),
+    );
+    let http_cancel = root.child_token();
+    let http = tokio::spawn(panoptes_api::serve(
+        listener,
+        panoptes_api::router(state),
+        http_cancel.clone(),
+    ));
+    info!(listen = %settings.listen, "HTTP server listening");
+
+    root.cancelled().await;
+    let limit = Duration::from_secs(settings.config.server.shutdown_timeout_secs);
+    let ordered = async {
+        info!("shutdown 1/4: HTTP server stops accepting");
+        http_cancel.cancel();
+        match http.await {
+            Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
+            Err(e) => warn!(error = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+        info!("shutdown 2/4: cameras stop");
+        gateway.shutdown().await;
+        info!("shutdown 3/4: pending writes finish");
+        let _ = heartbeat.await;
+        info!("shutdown 4/4: database closes");
+        db.close().await;
+    };
+    if tokio::time::timeout(limit, ordered).await.is_err() {
+        warn!(?limit, "shutdown took too long; exiting anyway");
+    }
+    info!("Panoptes stopped");
+    Ok(())
+}
