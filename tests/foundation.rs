@@ -1,4 +1,6 @@
 //! End-to-end tests of the foundation: the real binary against the machine's PostgreSQL,
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! a private cluster, and the GStreamer test camera.
 
 mod common;

@@ -230,13 +230,15 @@ impl Panoptes {
     }
 
     fn assert_running(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                panic!(
-                    "panoptes exited early ({status}); log:\n{}",
-                    self.log_text()
-                );
-            }
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!(
+                "panoptes exited early ({status}); log:\n{}",
+                self.log_text()
+            );
         }
     }
 
