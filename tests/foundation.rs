@@ -1,7 +1,7 @@
 //! End-to-end tests of the foundation: the real binary against the machine's PostgreSQL,
+//! a private cluster, and the GStreamer test camera.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! a private cluster, and the GStreamer test camera.
 
 mod common;
 
