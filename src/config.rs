@@ -144,7 +144,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            filter: "info".into(),
+            filter: "info,sqlx=warn".into(),
             format: LogFormat::Text,
         }
     }

@@ -81,7 +81,8 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     .context("registering this node")?;
 
     let board = StatusBoard::default();
-    let cameras_root = root.child_token();
+    // Not children of `root`: the shutdown sequence below stops each part in its turn.
+    let cameras_root = CancellationToken::new();
     let mut gateway = Gateway::new(board.clone(), cameras_root.clone());
     for cam in &settings.cameras {
         gateway
@@ -90,8 +91,9 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     }
     info!(cameras = settings.cameras.len(), "cameras started");
 
+    let writers = CancellationToken::new();
     let heartbeat = {
-        let (pool, node, cancel) = (db.pool.clone(), settings.node_id.clone(), root.clone());
+        let (pool, node, cancel) = (db.pool.clone(), settings.node_id.clone(), writers.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
@@ -114,7 +116,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         settings.metrics_token.clone(),
         settings.cameras.len(),
     );
-    let http_cancel = root.child_token();
+    let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(
         listener,
         panoptes_api::router(state),
@@ -135,6 +137,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         info!("shutdown 2/4: cameras stop");
         gateway.shutdown().await;
         info!("shutdown 3/4: pending writes finish");
+        writers.cancel();
         let _ = heartbeat.await;
         info!("shutdown 4/4: database closes");
         db.close().await;
