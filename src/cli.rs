@@ -135,16 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(crate::serve::run(settings, None))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo {
-            listen,
-            data_dir,
-            rtsp_port,
-        } => {
-            let opts = crate::demo::DemoOptions {
-                listen,
-                data_dir,
-                rtsp_port,
-            };
+        Command::Demo { listen, data_dir, rtsp_port } => {
+            let opts = crate::demo::DemoOptions { listen, data_dir, rtsp_port };
             runtime()?.block_on(crate::demo::run(opts))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -154,18 +146,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 let cancel = crate::shutdown::on_signals();
                 let db = crate::database::open(&settings, &cancel).await?;
-                let result = panoptes_storage::migrate(&db.pool)
-                    .await
-                    .context("applying migrations");
+                let result = panoptes_storage::migrate(&db.pool).await.context("applying migrations");
                 db.close().await;
                 result
             })?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::User {
-            command: UserCommand::Add { name, role, config },
-        } => {
+        Command::User { command: UserCommand::Add { name, role, config } } => {
             let role: panoptes_storage::users::Role = role.parse().map_err(anyhow::Error::msg)?;
             panoptes_storage::users::check_name(&name)?;
             let password = read_password()?;
@@ -176,9 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let cancel = crate::shutdown::on_signals();
                 let db = crate::database::open(&settings, &cancel).await?;
                 let result = async {
-                    panoptes_storage::migrate(&db.pool)
-                        .await
-                        .context("applying migrations")?;
+                    panoptes_storage::migrate(&db.pool).await.context("applying migrations")?;
                     Ok::<_, anyhow::Error>(
                         panoptes_storage::users::create(&db.pool, &name, &hash, role).await?,
                     )
@@ -203,10 +189,7 @@ fn read_password() -> anyhow::Result<String> {
         Ok(a)
     } else {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from standard input")?;
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
         let pw = line.trim_end_matches(['\r', '\n']).to_owned();
         if pw.is_empty() {
             bail!("no password on standard input");

@@ -24,22 +24,15 @@ pub async fn open(settings: &Settings, cancel: &CancellationToken) -> anyhow::Re
     let deadline = Duration::from_secs(db.connect_timeout_secs);
     match &settings.database {
         DatabaseTarget::External { options } => {
-            let pool = panoptes_storage::db::connect(
-                (**options).clone(),
-                db.max_connections,
-                deadline,
-                cancel,
-            )
-            .await?;
-            Ok(Database {
-                pool,
-                cluster: None,
-            })
+            let pool =
+                panoptes_storage::db::connect((**options).clone(), db.max_connections, deadline, cancel)
+                    .await?;
+            Ok(Database { pool, cluster: None })
         }
         DatabaseTarget::Embedded { options } => {
-            let cluster = EmbeddedCluster::start(options).await.with_context(|| {
-                format!("private PostgreSQL cluster in {}", options.dir.display())
-            })?;
+            let cluster = EmbeddedCluster::start(options)
+                .await
+                .with_context(|| format!("private PostgreSQL cluster in {}", options.dir.display()))?;
             let pool = panoptes_storage::db::connect(
                 cluster.connect_options(),
                 db.max_connections,
@@ -48,10 +41,7 @@ pub async fn open(settings: &Settings, cancel: &CancellationToken) -> anyhow::Re
             )
             .await;
             match pool {
-                Ok(pool) => Ok(Database {
-                    pool,
-                    cluster: Some(cluster),
-                }),
+                Ok(pool) => Ok(Database { pool, cluster: Some(cluster) }),
                 Err(e) => {
                     let _ = cluster.stop().await;
                     Err(e.into())

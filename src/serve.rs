@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use panoptes_camera_gateway::{Credentials, Gateway, StreamSpec, Timeouts, Transport};
+use panoptes_camera_gateway::{Credentials, Gateway, StreamSinks, StreamSpec, Timeouts, Transport};
 use panoptes_core::StatusBoard;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::config::{ResolvedCamera, Settings, TransportChoice};
 
 /// Turns a configured camera into the gateway's stream specs.
-pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamSpec> {
+pub fn stream_specs(camera: &ResolvedCamera) -> Vec<(StreamSpec, StreamSinks)> {
     camera
         .streams
         .iter()
@@ -24,28 +24,24 @@ pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamSpec> {
             camera: camera.id.clone(),
             stream: s.name.clone(),
             url: s.url.clone(),
-            credentials: s.credentials.as_ref().map(|(u, p)| Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
+            credentials: s
+                .credentials
+                .as_ref()
+                .map(|(u, p)| Credentials { username: u.clone(), password: p.clone() }),
             transport: match s.transport {
                 TransportChoice::Tcp => Transport::Tcp,
                 TransportChoice::Udp => Transport::Udp,
             },
             roles: s.roles.clone(),
-            timeouts: Timeouts {
-                request: s.request_timeout,
-                watchdog: s.watchdog,
-            },
+            timeouts: Timeouts { request: s.request_timeout, watchdog: s.watchdog },
         })
+        .map(|spec| (spec, StreamSinks::default()))
         .collect()
 }
 
 /// Runs until a signal arrives (or `stop` is cancelled, when given).
 pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow::Result<()> {
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
     let root = crate::shutdown::on_signals();
     if let Some(stop) = stop {
         let root = root.clone();
@@ -56,9 +52,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     }
     info!(version = env!("CARGO_PKG_VERSION"), node = %settings.node_id, "starting Panoptes");
 
-    let db = crate::database::open(&settings, &root)
-        .await
-        .context("opening the database")?;
+    let db = crate::database::open(&settings, &root).await.context("opening the database")?;
     if let Err(e) = panoptes_storage::migrate(&db.pool).await {
         db.close().await;
         return Err(e).context("applying database migrations");
@@ -67,8 +61,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         Ok(l) => l,
         Err(e) => {
             db.close().await;
-            return Err(e)
-                .with_context(|| format!("listening on {} (server.listen)", settings.listen));
+            return Err(e).with_context(|| format!("listening on {} (server.listen)", settings.listen));
         }
     };
     panoptes_storage::nodes::register(
@@ -85,9 +78,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     let cameras_root = CancellationToken::new();
     let mut gateway = Gateway::new(board.clone(), cameras_root.clone());
     for cam in &settings.cameras {
-        gateway
-            .set_camera(cam.id.clone(), cam.enabled, stream_specs(cam))
-            .await;
+        gateway.set_camera(cam.id.clone(), cam.enabled, stream_specs(cam)).await;
     }
     info!(cameras = settings.cameras.len(), "cameras started");
 
@@ -117,11 +108,7 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         settings.cameras.len(),
     );
     let http_cancel = CancellationToken::new();
-    let http = tokio::spawn(panoptes_api::serve(
-        listener,
-        panoptes_api::router(state),
-        http_cancel.clone(),
-    ));
+    let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %settings.listen, "HTTP server listening");
 
     root.cancelled().await;

@@ -10,10 +10,8 @@ pub fn on_signals() -> CancellationToken {
     let root = CancellationToken::new();
     let token = root.clone();
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
             error!("cannot install signal handlers; stop the process with SIGKILL");
             return;
         };
@@ -21,10 +19,7 @@ pub fn on_signals() -> CancellationToken {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
         };
-        info!(
-            signal = name,
-            "shutting down (send the signal again to exit at once)"
-        );
+        info!(signal = name, "shutting down (send the signal again to exit at once)");
         token.cancel();
         tokio::select! {
             _ = int.recv() => {},

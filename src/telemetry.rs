@@ -13,24 +13,16 @@ pub struct Guard(());
 /// Installs the global subscriber. `RUST_LOG` overrides the configured filter.
 pub fn init(cfg: &LogConfig) -> anyhow::Result<Guard> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.is_empty() => {
-            EnvFilter::try_new(&f).with_context(|| format!("RUST_LOG={f:?}"))?
-        }
-        _ => EnvFilter::try_new(&cfg.filter)
-            .with_context(|| format!("log.filter = {:?}", cfg.filter))?,
+        Ok(f) if !f.is_empty() => EnvFilter::try_new(&f).with_context(|| format!("RUST_LOG={f:?}"))?,
+        _ => EnvFilter::try_new(&cfg.filter).with_context(|| format!("log.filter = {:?}", cfg.filter))?,
     };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match cfg.format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+        }
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
-            )
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
             .try_init(),
     };
     result.context("installing the log subscriber")?;

@@ -41,50 +41,27 @@ fn serves_a_camera_against_the_machine_postgres() -> TestResult {
 
     // The camera is reported as streaming, with frames flowing.
     wait_for(SECS(30), "the camera to be reported streaming", || {
-        p.readyz()
-            .filter(|r| r["cameras"]["by_state"]["streaming"] == 1)
+        p.readyz().filter(|r| r["cameras"]["by_state"]["streaming"] == 1)
     });
     let streaming = r#"panoptes_camera_state{camera="lobby",stream="main",state="streaming"}"#;
     assert_eq!(p.metric(streaming), Some(1.0), "{}", p.metrics());
     let frames = r#"panoptes_camera_frames_total{camera="lobby",stream="main"}"#;
     let first = wait_for(SECS(10), "frames", || p.metric(frames).filter(|n| *n > 0.0));
-    wait_for(SECS(10), "more frames", || {
-        p.metric(frames).filter(|n| *n > first)
-    });
+    wait_for(SECS(10), "more frames", || p.metric(frames).filter(|n| *n > first));
     let fps = wait_for(SECS(10), "an fps reading", || {
-        p.metric(r#"panoptes_camera_fps{camera="lobby",stream="main"}"#)
-            .filter(|f| *f > 0.0)
+        p.metric(r#"panoptes_camera_fps{camera="lobby",stream="main"}"#).filter(|f| *f > 0.0)
     });
     assert!((20.0..=30.0).contains(&fps), "fps {fps}");
 
     // The node registered itself in the external database.
-    assert_eq!(
-        db.query_i64("SELECT count(*) FROM nodes WHERE id = 'e2e-node'"),
-        1
-    );
+    assert_eq!(db.query_i64("SELECT count(*) FROM nodes WHERE id = 'e2e-node'"), 1);
 
     let status = p.stop(SECS(30));
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        p.log_text()
-    );
+    assert!(status.success(), "exit status {status}; log:\n{}", p.log_text());
     let log = p.log_text();
-    let order = [
-        "shutdown 1/4",
-        "shutdown 2/4",
-        "shutdown 3/4",
-        "shutdown 4/4",
-        "Panoptes stopped",
-    ];
-    let positions: Vec<usize> = order
-        .iter()
-        .map(|s| log.find(s).unwrap_or(usize::MAX))
-        .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
-        "shutdown order wrong:\n{log}"
-    );
+    let order = ["shutdown 1/4", "shutdown 2/4", "shutdown 3/4", "shutdown 4/4", "Panoptes stopped"];
+    let positions: Vec<usize> = order.iter().map(|s| log.find(s).unwrap_or(usize::MAX)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "shutdown order wrong:\n{log}");
     Ok(())
 }
 
@@ -97,12 +74,7 @@ fn user_add(config: &std::path::Path, name: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -117,15 +89,8 @@ fn private_cluster_is_created_stopped_and_reused() -> TestResult {
     let cluster = dir.path().join("data/postgres");
     let mut p = Panoptes::start(dir.path(), config, &[]);
     p.wait_ready(SECS(90));
-    assert!(
-        cluster.join("PG_VERSION").is_file(),
-        "cluster not created in {}",
-        cluster.display()
-    );
-    assert!(
-        cluster.join("postmaster.pid").is_file(),
-        "cluster not running"
-    );
+    assert!(cluster.join("PG_VERSION").is_file(), "cluster not created in {}", cluster.display());
+    assert!(cluster.join("postmaster.pid").is_file(), "cluster not running");
     assert!(p.log_text().contains("creating private PostgreSQL cluster"));
     assert!(p.stop(SECS(60)).success(), "{}", p.log_text());
     assert!(
@@ -137,32 +102,19 @@ fn private_cluster_is_created_stopped_and_reused() -> TestResult {
     // Data written in between survives: a user added now...
     let cfg = dir.path().join("panoptes.toml");
     let out = user_add(&cfg, "alice");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !cluster.join("postmaster.pid").exists(),
-        "user add left the cluster running"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!cluster.join("postmaster.pid").exists(), "user add left the cluster running");
 
     // ...is there after the next start, which reuses the cluster instead of creating one.
     let mut p = Panoptes::start(dir.path(), config, &[]);
     p.wait_ready(SECS(90));
     let log = p.log_text();
     assert!(log.contains("reusing existing PostgreSQL cluster"), "{log}");
-    assert!(
-        !log.contains("creating private PostgreSQL cluster"),
-        "{log}"
-    );
+    assert!(!log.contains("creating private PostgreSQL cluster"), "{log}");
     assert!(p.stop(SECS(60)).success());
     let again = user_add(&cfg, "alice");
     assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already exists"),
-        "{again:?}"
-    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{again:?}");
     Ok(())
 }
 
@@ -188,33 +140,19 @@ fn check_config_lists_every_problem_with_its_path() -> TestResult {
     let out = panoptes_cmd(&[]).arg("check-config").arg(&file).output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&file.display().to_string()), "names the file: {err}");
+    assert!(err.contains("server.retention_days: unknown field"), "{err}");
+    assert!(err.contains("cameras[0].streams[0].url: not a URL"), "{err}");
     assert!(
-        err.contains(&file.display().to_string()),
-        "names the file: {err}"
-    );
-    assert!(
-        err.contains("server.retention_days: unknown field"),
-        "{err}"
-    );
-    assert!(
-        err.contains("cameras[0].streams[0].url: not a URL"),
-        "{err}"
-    );
-    assert!(
-        err.contains("cameras[0].streams[0].password_env: environment variable PANOPTES_E2E_UNSET_PASSWORD is not set"),
+        err.contains(
+            "cameras[0].streams[0].password_env: environment variable PANOPTES_E2E_UNSET_PASSWORD is not set"
+        ),
         "{err}"
     );
 
     let good = dir.path().join("good.toml");
-    std::fs::write(
-        &good,
-        "[[cameras]]\nid = \"gate\"\n[[cameras.streams]]\nurl = \"rtsp://10.0.0.5/s\"\n",
-    )?;
+    std::fs::write(&good, "[[cameras]]\nid = \"gate\"\n[[cameras.streams]]\nurl = \"rtsp://10.0.0.5/s\"\n")?;
     let out = panoptes_cmd(&[]).arg("check-config").arg(&good).output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }

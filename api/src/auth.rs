@@ -32,11 +32,7 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
 
 /// Whether `password` matches the PHC string `hash`. A malformed hash never matches.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 #[cfg(test)]
@@ -57,9 +53,6 @@ mod tests {
 
     #[test]
     fn short_passwords_are_refused() {
-        assert!(matches!(
-            hash_password("short"),
-            Err(PasswordError::TooShort)
-        ));
+        assert!(matches!(hash_password("short"), Err(PasswordError::TooShort)));
     }
 }

@@ -47,23 +47,13 @@ impl AppState {
         metrics_token: Option<String>,
         cameras_configured: usize,
     ) -> Self {
-        AppState {
-            inner: Arc::new(Inner {
-                pool,
-                board,
-                metrics,
-                metrics_token,
-                cameras_configured,
-            }),
-        }
+        AppState { inner: Arc::new(Inner { pool, board, metrics, metrics_token, cameras_configured }) }
     }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    ops::routes()
-        .with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    ops::routes().with_state(state).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then stops accepting and lets open
@@ -73,7 +63,5 @@ pub async fn serve(
     router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await
 }

@@ -54,17 +54,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Ok(()) => "ok".into(),
             Err(e) => format!("unreachable: {e}"),
         },
-        cameras: CameraCounts {
-            configured: s.cameras_configured,
-            streams: streams.len(),
-            by_state,
-        },
+        cameras: CameraCounts { configured: s.cameras_configured, streams: streams.len(), by_state },
     };
-    let code = if db.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if db.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
@@ -108,13 +100,7 @@ mod tests {
         let pool = panoptes_storage::PgPool::connect_lazy("postgres://127.0.0.1:1/none")
             .unwrap_or_else(|e| unreachable!("lazy pool: {e}"));
         let handle = PrometheusBuilder::new().build_recorder().handle();
-        let state = AppState::new(
-            pool,
-            StatusBoard::default(),
-            handle,
-            token.map(str::to_owned),
-            0,
-        );
+        let state = AppState::new(pool, StatusBoard::default(), handle, token.map(str::to_owned), 0);
         crate::router(state)
     }
 
@@ -135,24 +121,14 @@ mod tests {
     #[tokio::test]
     async fn metrics_requires_the_token() -> Result<(), axum::http::Error> {
         let req = || Request::get("/metrics");
-        assert_eq!(
-            status_of(app(None), req().body(Body::empty())?).await,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(status_of(app(None), req().body(Body::empty())?).await, StatusCode::NOT_FOUND);
         assert_eq!(
             status_of(app(Some("s3cret")), req().body(Body::empty())?).await,
             StatusCode::UNAUTHORIZED
         );
-        let wrong = req()
-            .header("authorization", "Bearer nope")
-            .body(Body::empty())?;
-        assert_eq!(
-            status_of(app(Some("s3cret")), wrong).await,
-            StatusCode::UNAUTHORIZED
-        );
-        let right = req()
-            .header("authorization", "Bearer s3cret")
-            .body(Body::empty())?;
+        let wrong = req().header("authorization", "Bearer nope").body(Body::empty())?;
+        assert_eq!(status_of(app(Some("s3cret")), wrong).await, StatusCode::UNAUTHORIZED);
+        let right = req().header("authorization", "Bearer s3cret").body(Body::empty())?;
         assert_eq!(status_of(app(Some("s3cret")), right).await, StatusCode::OK);
         Ok(())
     }

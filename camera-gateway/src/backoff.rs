@@ -15,19 +15,13 @@ pub struct BackoffPolicy {
 
 impl BackoffPolicy {
     /// After connection errors: 0.5 s doubling up to 30 s.
-    pub const NETWORK: BackoffPolicy = BackoffPolicy {
-        initial: Duration::from_millis(500),
-        max: Duration::from_secs(30),
-        factor: 2.0,
-    };
+    pub const NETWORK: BackoffPolicy =
+        BackoffPolicy { initial: Duration::from_millis(500), max: Duration::from_secs(30), factor: 2.0 };
 
     /// After the camera rejected the credentials: 30 s doubling up to 5 min, so that a wrong
     /// password does not hammer the camera (many lock the account after a few failures).
-    pub const AUTH: BackoffPolicy = BackoffPolicy {
-        initial: Duration::from_secs(30),
-        max: Duration::from_secs(300),
-        factor: 2.0,
-    };
+    pub const AUTH: BackoffPolicy =
+        BackoffPolicy { initial: Duration::from_secs(30), max: Duration::from_secs(300), factor: 2.0 };
 }
 
 /// The state of a schedule: how many failures in a row.
@@ -40,10 +34,7 @@ pub struct Backoff {
 impl Backoff {
     /// A fresh schedule.
     pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff {
-            policy,
-            failures: 0,
-        }
+        Backoff { policy, failures: 0 }
     }
 
     /// Forgets past failures (call after a session streamed successfully).
@@ -62,10 +53,7 @@ impl Backoff {
     /// exponential delay ("equal jitter"), so that cameras that failed together do not
     /// retry together, while the delay never collapses to zero.
     pub fn next_delay(&mut self, jitter: f64) -> Duration {
-        let exp = self
-            .policy
-            .factor
-            .powi(i32::try_from(self.failures).unwrap_or(i32::MAX));
+        let exp = self.policy.factor.powi(i32::try_from(self.failures).unwrap_or(i32::MAX));
         self.failures = self.failures.saturating_add(1);
         let base = (self.policy.initial.as_secs_f64() * exp).min(self.policy.max.as_secs_f64());
         let jitter = jitter.clamp(0.0, 1.0);
@@ -80,9 +68,7 @@ mod tests {
     #[test]
     fn grows_exponentially_and_caps() {
         let mut b = Backoff::new(BackoffPolicy::NETWORK);
-        let d: Vec<f64> = (0..10)
-            .map(|_| b.next_delay(0.999_999).as_secs_f64())
-            .collect();
+        let d: Vec<f64> = (0..10).map(|_| b.next_delay(0.999_999).as_secs_f64()).collect();
         assert!((d[0] - 0.5).abs() < 1e-3, "{d:?}");
         assert!((d[1] - 1.0).abs() < 1e-3, "{d:?}");
         assert!((d[2] - 2.0).abs() < 1e-3, "{d:?}");
@@ -97,10 +83,7 @@ mod tests {
         for _ in 0..20 {
             let a = lo.next_delay(0.0);
             let b = hi.next_delay(1.0);
-            assert!(
-                a * 2 >= b - Duration::from_micros(1) && a <= b,
-                "{a:?} {b:?}"
-            );
+            assert!(a * 2 >= b - Duration::from_micros(1) && a <= b, "{a:?} {b:?}");
         }
     }
 

@@ -2,12 +2,14 @@
 //! the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use panoptes_core::{CameraId, StatusBoard, StreamPhase};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::fanout::{Fanout, KeyframeQueue, LiveSubscription};
 use crate::session::{StreamSpec, initial_status, supervise};
 
 /// A running camera: its streams share a cancellation token.
@@ -15,6 +17,14 @@ use crate::session::{StreamSpec, initial_status, supervise};
 struct RunningCamera {
     cancel: CancellationToken,
     tasks: TaskTracker,
+    streams: HashMap<String, Arc<Fanout>>,
+}
+
+/// Consumers to attach to a stream when it starts.
+#[derive(Debug, Default)]
+pub struct StreamSinks {
+    /// Bounded queues (recorder, decoder) fed with key-frame resync.
+    pub queues: Vec<KeyframeQueue>,
 }
 
 /// Owns one supervisor task per camera stream.
@@ -28,11 +38,7 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway publishing to `board`; every camera stops when `root` is cancelled.
     pub fn new(board: StatusBoard, root: CancellationToken) -> Self {
-        Gateway {
-            board,
-            root,
-            cameras: HashMap::new(),
-        }
+        Gateway { board, root, cameras: HashMap::new() }
     }
 
     /// The status board the gateway writes.
@@ -42,21 +48,37 @@ impl Gateway {
 
     /// Starts (or restarts with new settings) a camera with the given streams. An empty
     /// `streams` or `enabled == false` shows the camera as disabled.
-    pub async fn set_camera(&mut self, camera: CameraId, enabled: bool, streams: Vec<StreamSpec>) {
+    pub async fn set_camera(
+        &mut self,
+        camera: CameraId,
+        enabled: bool,
+        streams: Vec<(StreamSpec, StreamSinks)>,
+    ) {
         self.remove_camera(&camera).await;
         let cancel = self.root.child_token();
         let tasks = TaskTracker::new();
-        for spec in streams {
+        let mut fanouts = HashMap::new();
+        for (spec, sinks) in streams {
             if !enabled {
                 self.board.set(initial_status(&spec, StreamPhase::Disabled));
                 continue;
             }
-            self.board
-                .set(initial_status(&spec, StreamPhase::Connecting));
-            tasks.spawn(supervise(spec, self.board.clone(), cancel.clone()));
+            let fanout = Fanout::new(spec.camera.as_str(), &spec.stream);
+            for q in sinks.queues {
+                fanout.add_queue(q);
+            }
+            fanouts.insert(spec.stream.clone(), fanout.clone());
+            self.board.set(initial_status(&spec, StreamPhase::Connecting));
+            tasks.spawn(supervise(spec, self.board.clone(), fanout, cancel.clone()));
         }
         tasks.close();
-        self.cameras.insert(camera, RunningCamera { cancel, tasks });
+        let running = RunningCamera { cancel, tasks, streams: fanouts };
+        self.cameras.insert(camera, running);
+    }
+
+    /// Subscribes a live viewer to a running stream.
+    pub fn live(&self, camera: &CameraId, stream: &str) -> Option<LiveSubscription> {
+        Some(self.cameras.get(camera)?.streams.get(stream)?.subscribe_live())
     }
 
     /// Stops a camera's streams and waits for them to end.

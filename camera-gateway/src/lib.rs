@@ -11,11 +11,15 @@
 //! separately from the URL, so no URL this crate logs or publishes carries them.
 
 mod backoff;
+mod fanout;
 mod gateway;
 mod rate;
 mod session;
+mod timeline;
 
 pub use backoff::{Backoff, BackoffPolicy};
-pub use gateway::Gateway;
+pub use fanout::{Fanout, KeyframeQueue, LiveSubscription, Offer, SharedFrame};
+pub use gateway::{Gateway, StreamSinks};
 pub use rate::RateWindow;
 pub use session::{Credentials, SessionError, StreamSpec, Timeouts, Transport};
+pub use timeline::{Step, Timeline};

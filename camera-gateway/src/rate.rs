@@ -14,11 +14,7 @@ pub struct RateWindow {
 impl RateWindow {
     /// A window of the given length.
     pub fn new(window: Duration) -> Self {
-        RateWindow {
-            window,
-            samples: VecDeque::new(),
-            bytes: 0,
-        }
+        RateWindow { window, samples: VecDeque::new(), bytes: 0 }
     }
 
     /// Records a frame of `bytes` bytes at `now`.
@@ -42,8 +38,7 @@ impl RateWindow {
     /// first and last frame in the window, so it is right from the second frame on.
     pub fn rates(&mut self, now: Instant) -> (f64, f64) {
         self.expire(now);
-        let (Some(&(first, first_bytes)), Some(&(last, _))) =
-            (self.samples.front(), self.samples.back())
+        let (Some(&(first, first_bytes)), Some(&(last, _))) = (self.samples.front(), self.samples.back())
         else {
             return (0.0, 0.0);
         };

@@ -3,17 +3,24 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use panoptes_core::status::unix_ms;
-use panoptes_core::{CameraId, RedactedUrl, StatusBoard, StreamPhase, StreamRole, StreamStatus};
+use panoptes_core::{
+    CameraId, EncodedFrame, RedactedUrl, StatusBoard, StreamPhase, StreamRole, StreamStatus, VideoCodec,
+};
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
-use retina::codec::{CodecItem, ParametersRef};
+use retina::codec::{CodecItem, FrameFormat, ParameterSetInsertion, ParametersRef, VideoParametersCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use url::Url;
 
 use crate::backoff::{Backoff, BackoffPolicy};
+use crate::fanout::Fanout;
 use crate::rate::RateWindow;
+use crate::timeline::{Step, Timeline};
 
 /// User name and password for a camera. `Debug` never prints the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,10 +61,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            request: Duration::from_secs(10),
-            watchdog: Duration::from_secs(5),
-        }
+        Timeouts { request: Duration::from_secs(10), watchdog: Duration::from_secs(5) }
     }
 }
 
@@ -142,16 +146,19 @@ impl SessionError {
 
 /// Runs the stream until `cancel` fires: connect, stream, and on any failure wait out the
 /// backoff and connect again.
-pub(crate) async fn supervise(spec: StreamSpec, board: StatusBoard, cancel: CancellationToken) {
+pub(crate) async fn supervise(
+    spec: StreamSpec,
+    board: StatusBoard,
+    fanout: Arc<Fanout>,
+    cancel: CancellationToken,
+) {
     let span = info_span!("stream", camera = %spec.camera, stream = %spec.stream);
     async move {
         let mut net = Backoff::new(BackoffPolicy::NETWORK);
         let mut auth = Backoff::new(BackoffPolicy::AUTH);
         let mut sessions: u64 = 0;
-        let labels = [
-            ("camera", spec.camera.to_string()),
-            ("stream", spec.stream.clone()),
-        ];
+        let mut out = Output { fanout, timeline: Timeline::default(), params_epoch: 0 };
+        let labels = [("camera", spec.camera.to_string()), ("stream", spec.stream.clone())];
         info!(url = %spec.redacted_url(), transport = ?spec.transport, "starting stream");
         loop {
             set_phase(&board, &spec, StreamPhase::Connecting);
@@ -162,8 +169,10 @@ pub(crate) async fn supervise(spec: StreamSpec, board: StatusBoard, cancel: Canc
             let mut streamed = false;
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = run_session(&spec, &board, &mut streamed) => r,
+                r = run_session(&spec, &board, &mut out, &mut streamed) => r,
             };
+            out.fanout.reset();
+            out.timeline.new_session();
             if streamed {
                 net.reset();
                 auth.reset();
@@ -180,15 +189,9 @@ pub(crate) async fn supervise(spec: StreamSpec, board: StatusBoard, cancel: Canc
             let last_error = result.to_string();
             warn!(error = %last_error, retry_in = ?delay, "stream session ended");
             let phase = if phase_is_auth {
-                StreamPhase::AuthFailed {
-                    last_error,
-                    next_attempt_unix_ms: next,
-                }
+                StreamPhase::AuthFailed { last_error, next_attempt_unix_ms: next }
             } else {
-                StreamPhase::Retrying {
-                    last_error,
-                    next_attempt_unix_ms: next,
-                }
+                StreamPhase::Retrying { last_error, next_attempt_unix_ms: next }
             };
             set_phase(&board, &spec, phase);
             tokio::select! {
@@ -237,6 +240,29 @@ async fn with_timeout<T>(
     }
 }
 
+/// Where a stream's frames go, kept across its sessions.
+struct Output {
+    fanout: Arc<Fanout>,
+    timeline: Timeline,
+    params_epoch: u32,
+}
+
+/// The parameter sets as Annex B NAL units, to put in front of key frames.
+fn parameter_sets(p: Option<ParametersRef<'_>>) -> Bytes {
+    let Some(ParametersRef::Video(v)) = p else { return Bytes::new() };
+    let nals: Vec<&Bytes> = match v.codec_params() {
+        VideoParametersCodec::H264 { sps, pps } => vec![sps, pps],
+        VideoParametersCodec::H265 { vps, sps, pps } => vec![vps, sps, pps],
+        _ => return Bytes::new(),
+    };
+    let mut b = BytesMut::new();
+    for n in nals {
+        b.put_slice(&[0, 0, 0, 1]);
+        b.put_slice(n);
+    }
+    b.freeze()
+}
+
 /// What the board shows about a streaming session, refreshed about once a second.
 struct Streaming {
     codec: String,
@@ -249,25 +275,22 @@ impl Streaming {
         match p {
             Some(ParametersRef::Video(v)) => {
                 let (width, height) = v.pixel_dimensions();
-                Streaming {
-                    codec: v.rfc6381_codec().to_owned(),
-                    width,
-                    height,
-                }
+                Streaming { codec: v.rfc6381_codec().to_owned(), width, height }
             }
-            _ => Streaming {
-                codec: String::new(),
-                width: 0,
-                height: 0,
-            },
+            _ => Streaming { codec: String::new(), width: 0, height: 0 },
         }
     }
 }
 
 /// One RTSP session, from DESCRIBE until it fails. Never returns success: a stream that
 /// ends is an error to the supervisor. Sets `streamed` once a frame has arrived.
-async fn run_session(spec: &StreamSpec, board: &StatusBoard, streamed: &mut bool) -> SessionError {
-    match run_session_inner(spec, board, streamed).await {
+async fn run_session(
+    spec: &StreamSpec,
+    board: &StatusBoard,
+    out: &mut Output,
+    streamed: &mut bool,
+) -> SessionError {
+    match run_session_inner(spec, board, out, streamed).await {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -276,51 +299,45 @@ async fn run_session(spec: &StreamSpec, board: &StatusBoard, streamed: &mut bool
 async fn run_session_inner(
     spec: &StreamSpec,
     board: &StatusBoard,
+    out: &mut Output,
     streamed: &mut bool,
 ) -> Result<std::convert::Infallible, SessionError> {
     let t = spec.timeouts;
     let creds = spec
         .credentials
         .as_ref()
-        .map(|c| retina::client::Credentials {
-            username: c.username.clone(),
-            password: c.password.clone(),
-        });
-    let options = SessionOptions::default()
-        .creds(creds)
-        .user_agent("Panoptes".to_owned());
-    let mut session = with_timeout(
-        "DESCRIBE",
-        t.request,
-        Session::describe(spec.url.clone(), options),
-    )
-    .await?;
+        .map(|c| retina::client::Credentials { username: c.username.clone(), password: c.password.clone() });
+    let options = SessionOptions::default().creds(creds).user_agent("Panoptes".to_owned());
+    let mut session =
+        with_timeout("DESCRIBE", t.request, Session::describe(spec.url.clone(), options)).await?;
     let video = session
         .streams()
         .iter()
         .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
         .ok_or_else(|| {
-            let offered: Vec<String> = session
-                .streams()
-                .iter()
-                .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-                .collect();
+            let offered: Vec<String> =
+                session.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
             SessionError::NoVideo(offered.join(", "))
         })?;
     let transport = match spec.transport {
         Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
         Transport::Udp => retina::client::Transport::Udp(Default::default()),
     };
-    with_timeout(
-        "SETUP",
-        t.request,
-        session.setup(video, SetupOptions::default().transport(transport)),
-    )
-    .await?;
+    // Annex B without in-band parameter sets: we put them in front of every key frame
+    // ourselves, because retina does not count H.265 CRA pictures as key frames.
+    let format = FrameFormat {
+        h26x_framing: retina::codec::h26x::Framing::AnnexB,
+        parameter_set_insertion: ParameterSetInsertion::Never,
+        ..FrameFormat::SIMPLE
+    };
+    let codec = match session.streams()[video].encoding_name() {
+        "h265" => VideoCodec::H265,
+        _ => VideoCodec::H264,
+    };
+    let setup = SetupOptions::default().transport(transport).frame_format(format);
+    with_timeout("SETUP", t.request, session.setup(video, setup)).await?;
     let playing = with_timeout("PLAY", t.request, session.play(PlayOptions::default())).await?;
-    let mut demuxed = playing
-        .demuxed()
-        .map_err(|e| SessionError::from_retina(&e))?;
+    let mut demuxed = playing.demuxed().map_err(|e| SessionError::from_retina(&e))?;
     debug!("playing");
 
     let camera = spec.camera.to_string();
@@ -331,9 +348,14 @@ async fn run_session_inner(
     let fps_gauge = metrics::gauge!("panoptes_camera_fps",
         "camera" => camera.clone(), "stream" => spec.stream.clone());
     let mut shape = Streaming::from_params(demuxed.streams()[video].parameters());
+    let mut prefix = parameter_sets(demuxed.streams()[video].parameters());
+    let stream_name: Arc<str> = Arc::from(spec.stream.as_str());
+    let jumps = metrics::counter!("panoptes_camera_timestamp_jumps_total",
+        "camera" => camera.clone(), "stream" => spec.stream.clone());
     let mut window = RateWindow::new(Duration::from_secs(5));
     let mut last_publish: Option<Instant> = None;
     let mut pending_frames: u64 = 0;
+    let mut pending_dropped: u64 = 0;
     loop {
         let item = match tokio::time::timeout(t.watchdog, demuxed.next()).await {
             Err(_) => return Err(SessionError::Watchdog(t.watchdog)),
@@ -347,12 +369,45 @@ async fn run_session_inner(
         if frame.stream_id() != video {
             continue;
         }
-        if frame.has_new_parameters() {
-            shape = Streaming::from_params(demuxed.streams()[video].parameters());
+        if frame.has_new_parameters() || prefix.is_empty() {
+            let params = demuxed.streams()[video].parameters();
+            shape = Streaming::from_params(params.clone());
+            prefix = parameter_sets(params);
+            out.params_epoch += 1;
             info!(codec = %shape.codec, width = shape.width, height = shape.height, "video parameters");
         }
         let now = Instant::now();
         let len = frame.data().len();
+        let keyframe = match codec {
+            VideoCodec::H264 => frame.is_random_access_point(),
+            VideoCodec::H265 => panoptes_core::frame::h265_is_irap(frame.data()),
+        };
+        let rtp_timestamp = frame.timestamp().timestamp();
+        let (pts, step) = out.timeline.map(rtp_timestamp, now);
+        if step == Step::Jump {
+            jumps.increment(1);
+            debug!(rtp_timestamp, "camera timestamp jumped");
+        }
+        let data = if keyframe && !prefix.is_empty() {
+            let mut b = BytesMut::with_capacity(prefix.len() + len);
+            b.put_slice(&prefix);
+            b.put_slice(frame.data());
+            b.freeze()
+        } else {
+            Bytes::from(frame.into_data())
+        };
+        let dropped = out.fanout.publish(Arc::new(EncodedFrame {
+            camera: spec.camera.clone(),
+            stream: stream_name.clone(),
+            codec,
+            pts,
+            rtp_timestamp,
+            received: SystemTime::now(),
+            keyframe,
+            params_epoch: out.params_epoch,
+            data,
+        }));
+        pending_dropped += dropped;
         window.push(now, len);
         frames_total.increment(1);
         bytes_total.increment(len as u64);
@@ -374,8 +429,12 @@ async fn run_session_inner(
                 info!(codec = %shape.codec, width = shape.width, height = shape.height, "streaming");
             }
             let n = std::mem::take(&mut pending_frames);
+            let d = std::mem::take(&mut pending_dropped);
             set_phase(board, spec, phase);
-            board.update(&spec.camera, &spec.stream, |s| s.frames += n);
+            board.update(&spec.camera, &spec.stream, |s| {
+                s.frames += n;
+                s.dropped_frames += d;
+            });
         }
     }
 }

@@ -31,10 +31,7 @@ fn check_id(s: &str) -> Result<(), IdError> {
         return Err(IdError::Empty);
     }
     if s.len() > MAX {
-        return Err(IdError::TooLong {
-            max: MAX,
-            len: s.len(),
-        });
+        return Err(IdError::TooLong { max: MAX, len: s.len() });
     }
     for (i, c) in s.chars().enumerate() {
         let ok = c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && (c == '-' || c == '_'));
@@ -119,9 +116,6 @@ mod tests {
         assert_eq!(CameraId::new("Front"), Err(IdError::BadChar('F')));
         assert_eq!(CameraId::new("-x"), Err(IdError::BadChar('-')));
         assert_eq!(CameraId::new("a/b"), Err(IdError::BadChar('/')));
-        assert!(matches!(
-            CameraId::new("a".repeat(65)),
-            Err(IdError::TooLong { .. })
-        ));
+        assert!(matches!(CameraId::new("a".repeat(65)), Err(IdError::TooLong { .. })));
     }
 }

@@ -6,10 +6,12 @@
 //!
 //! This crate does no I/O and depends on no other Panoptes crate: every other crate may use it.
 
+pub mod frame;
 pub mod ids;
 pub mod status;
 pub mod url;
 
+pub use frame::{EncodedFrame, Pts90k, VideoCodec};
 pub use ids::{CameraId, IdError, NodeId};
 pub use status::{StatusBoard, StreamPhase, StreamRole, StreamStatus};
 pub use url::{RedactedUrl, redact};

@@ -11,17 +11,7 @@ use crate::{CameraId, RedactedUrl};
 
 /// What a stream is used for. One stream may serve several roles.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StreamRole {
@@ -87,13 +77,7 @@ impl StreamPhase {
     }
 
     /// Every phase name, for metrics that export one series per state.
-    pub const NAMES: [&'static str; 5] = [
-        "disabled",
-        "connecting",
-        "streaming",
-        "retrying",
-        "auth_failed",
-    ];
+    pub const NAMES: [&'static str; 5] = ["disabled", "connecting", "streaming", "retrying", "auth_failed"];
 }
 
 /// The status of one camera stream.
@@ -125,9 +109,7 @@ fn ser_redacted<S: serde::Serializer>(u: &RedactedUrl, s: S) -> Result<S::Ok, S:
 
 /// Milliseconds since the Unix epoch for `t` (0 for times before it).
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// The shared table of stream statuses, keyed by camera and stream name.
@@ -142,10 +124,7 @@ impl StatusBoard {
     /// Sets (inserts or replaces) one stream's status.
     pub fn set(&self, status: StreamStatus) {
         let key = (status.camera.clone(), status.stream.clone());
-        self.inner
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, status);
+        self.inner.write().unwrap_or_else(PoisonError::into_inner).insert(key, status);
     }
 
     /// Applies `f` to one stream's status, if present.
@@ -158,20 +137,12 @@ impl StatusBoard {
 
     /// Removes every stream of `camera`.
     pub fn remove_camera(&self, camera: &CameraId) {
-        self.inner
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(c, _), _| c != camera);
+        self.inner.write().unwrap_or_else(PoisonError::into_inner).retain(|(c, _), _| c != camera);
     }
 
     /// A copy of every stream's status, ordered by camera and stream.
     pub fn snapshot(&self) -> Vec<StreamStatus> {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
     }
 }
 
@@ -184,9 +155,7 @@ mod tests {
             camera: CameraId::new(cam)?,
             stream: stream.into(),
             roles: vec![StreamRole::Record],
-            url: crate::redact(
-                &url::Url::parse("rtsp://u:p@h/x").map_err(|_| crate::IdError::Empty)?,
-            ),
+            url: crate::redact(&url::Url::parse("rtsp://u:p@h/x").map_err(|_| crate::IdError::Empty)?),
             phase: StreamPhase::Connecting,
             reconnects: 0,
             frames: 0,
@@ -200,11 +169,7 @@ mod tests {
         board.set(status("b", "main")?);
         board.set(status("a", "sub")?);
         board.set(status("a", "main")?);
-        let names: Vec<_> = board
-            .snapshot()
-            .iter()
-            .map(|s| format!("{}/{}", s.camera, s.stream))
-            .collect();
+        let names: Vec<_> = board.snapshot().iter().map(|s| format!("{}/{}", s.camera, s.stream)).collect();
         assert_eq!(names, ["a/main", "a/sub", "b/main"]);
         board.update(&CameraId::new("a")?, "sub", |s| s.frames = 7);
         assert_eq!(board.snapshot()[1].frames, 7);

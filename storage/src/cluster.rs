@@ -54,9 +54,7 @@ pub enum ClusterError {
     )]
     NoSuchUser(String),
     /// A directory above the cluster is closed to the server's user.
-    #[error(
-        "{user} cannot enter {dir}: give it search permission (chmod o+x) or choose another data_dir"
-    )]
+    #[error("{user} cannot enter {dir}: give it search permission (chmod o+x) or choose another data_dir")]
     NotTraversable {
         /// The user the server runs as.
         user: String,
@@ -113,9 +111,7 @@ pub fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, ClusterError> 
         return if has_tools(d) {
             Ok(d.to_owned())
         } else {
-            Err(ClusterError::NoBinaries {
-                searched: d.display().to_string(),
-            })
+            Err(ClusterError::NoBinaries { searched: d.display().to_string() })
         };
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -138,9 +134,7 @@ pub fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, ClusterError> 
             return Ok(d);
         }
     }
-    Err(ClusterError::NoBinaries {
-        searched: "/usr/lib/postgresql/*/bin and PATH".into(),
-    })
+    Err(ClusterError::NoBinaries { searched: "/usr/lib/postgresql/*/bin and PATH".into() })
 }
 
 /// Checks that `uid`/`gid` may enter every directory from `/` down to `dir`.
@@ -158,10 +152,7 @@ fn check_traversable(dir: &Path, user: &str, uid: Uid, gid: Gid) -> Result<(), C
             mode & 0o001 != 0
         };
         if !ok {
-            return Err(ClusterError::NotTraversable {
-                user: user.to_owned(),
-                dir: a.to_owned(),
-            });
+            return Err(ClusterError::NotTraversable { user: user.to_owned(), dir: a.to_owned() });
         }
     }
     Ok(())
@@ -191,12 +182,7 @@ impl EmbeddedCluster {
         } else {
             None
         };
-        let cluster = EmbeddedCluster {
-            dir,
-            socket_dir,
-            pg_ctl: bin.join("pg_ctl"),
-            run_as,
-        };
+        let cluster = EmbeddedCluster { dir, socket_dir, pg_ctl: bin.join("pg_ctl"), run_as };
 
         if !cluster.dir.join("PG_VERSION").is_file() {
             cluster.init(&bin.join("initdb")).await?;
@@ -234,8 +220,7 @@ impl EmbeddedCluster {
 
     fn make_dir(&self, d: &Path) -> Result<(), ClusterError> {
         std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err("chmod", d))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", d))?;
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::fs::chown(d, Some(uid.as_raw()), Some(gid.as_raw()))
                 .map_err(io_err("chown", d))?;
@@ -256,20 +241,12 @@ impl EmbeddedCluster {
         c
     }
 
-    async fn run(
-        &self,
-        mut c: Command,
-        name: String,
-    ) -> Result<std::process::Output, ClusterError> {
-        let out = c
-            .output()
-            .await
-            .map_err(io_err("running", Path::new(&name)))?;
+    async fn run(&self, mut c: Command, name: String) -> Result<std::process::Output, ClusterError> {
+        let out = c.output().await.map_err(io_err("running", Path::new(&name)))?;
         if out.status.success() {
             return Ok(out);
         }
-        let text = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
         let tail: Vec<&str> = text.lines().rev().take(8).collect();
         Err(ClusterError::Command {
             program: name,
@@ -297,11 +274,7 @@ impl EmbeddedCluster {
     async fn is_running(&self) -> Result<bool, ClusterError> {
         let mut c = self.command(&self.pg_ctl);
         c.arg("status").arg("-D").arg(&self.dir);
-        let status = c
-            .output()
-            .await
-            .map_err(io_err("running", &self.pg_ctl))?
-            .status;
+        let status = c.output().await.map_err(io_err("running", &self.pg_ctl))?.status;
         Ok(status.success())
     }
 
@@ -332,9 +305,7 @@ impl EmbeddedCluster {
             .fetch_optional(&mut conn)
             .await?;
         if exists.is_none() {
-            sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
-                .execute(&mut conn)
-                .await?;
+            sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&mut conn).await?;
             info!(database = DATABASE, "created database in private cluster");
         }
         conn.close().await?;
@@ -345,10 +316,7 @@ impl EmbeddedCluster {
     /// and waits up to a minute for it to exit.
     pub async fn stop(self) -> Result<(), ClusterError> {
         let mut c = self.command(&self.pg_ctl);
-        c.arg("stop")
-            .arg("-D")
-            .arg(&self.dir)
-            .args(["-m", "fast", "-w", "-t", "60"]);
+        c.arg("stop").arg("-D").arg(&self.dir).args(["-m", "fast", "-w", "-t", "60"]);
         match self.run(c, "pg_ctl stop".into()).await {
             Ok(_) => {
                 info!(dir = %self.dir.display(), "private PostgreSQL cluster stopped");

@@ -11,9 +11,7 @@ use tracing::{info, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// Every attempt failed until the deadline.
-    #[error(
-        "PostgreSQL at {target} unreachable after {attempts} attempts over {waited:?}: {last_error}"
-    )]
+    #[error("PostgreSQL at {target} unreachable after {attempts} attempts over {waited:?}: {last_error}")]
     Unreachable {
         /// Host and port (or socket) and database, without password.
         target: String,
@@ -34,16 +32,8 @@ pub enum ConnectError {
 pub fn describe(options: &PgConnectOptions) -> String {
     let db = options.get_database().unwrap_or("(default)");
     match options.get_socket() {
-        Some(dir) => format!(
-            "socket {}/.s.PGSQL.{} database {db}",
-            dir.display(),
-            options.get_port()
-        ),
-        None => format!(
-            "{}:{} database {db}",
-            options.get_host(),
-            options.get_port()
-        ),
+        Some(dir) => format!("socket {}/.s.PGSQL.{} database {db}", dir.display(), options.get_port()),
+        None => format!("{}:{} database {db}", options.get_host(), options.get_port()),
     }
 }
 

@@ -4,12 +4,7 @@ use panoptes_core::NodeId;
 use sqlx::PgPool;
 
 /// Registers (or re-registers) this node and stamps its start time.
-pub async fn register(
-    pool: &PgPool,
-    node: &NodeId,
-    address: &str,
-    version: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn register(pool: &PgPool, node: &NodeId, address: &str, version: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO nodes (id, address, version, started_at, heartbeat_at)
          VALUES ($1, $2, $3, now(), now())

@@ -40,9 +40,7 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!(
-                "unknown role {other:?}; expected admin, operator or viewer"
-            )),
+            other => Err(format!("unknown role {other:?}; expected admin, operator or viewer")),
         }
     }
 }
@@ -65,46 +63,30 @@ pub enum UserError {
 pub fn check_name(name: &str) -> Result<(), UserError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(UserError::BadName(name.to_owned()))
-    }
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if ok { Ok(()) } else { Err(UserError::BadName(name.to_owned())) }
 }
 
 /// Creates a user; returns its id.
-pub async fn create(
-    pool: &PgPool,
-    name: &str,
-    password_hash: &str,
-    role: Role,
-) -> Result<i64, UserError> {
+pub async fn create(pool: &PgPool, name: &str, password_hash: &str, role: Role) -> Result<i64, UserError> {
     check_name(name)?;
-    let row: Result<(i64,), sqlx::Error> = sqlx::query_as(
-        "INSERT INTO users (name, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(name)
-    .bind(password_hash)
-    .bind(role.as_str())
-    .fetch_one(pool)
-    .await;
+    let row: Result<(i64,), sqlx::Error> =
+        sqlx::query_as("INSERT INTO users (name, password_hash, role) VALUES ($1, $2, $3) RETURNING id")
+            .bind(name)
+            .bind(password_hash)
+            .bind(role.as_str())
+            .fetch_one(pool)
+            .await;
     match row {
         Ok((id,)) => Ok(id),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(UserError::Exists(name.to_owned()))
-        }
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(UserError::Exists(name.to_owned())),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Number of users (tells whether a first admin still has to be created).
 pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
-        .fetch_one(pool)
-        .await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users").fetch_one(pool).await?;
     Ok(n)
 }
 
@@ -129,9 +111,7 @@ mod tests {
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
-    async fn duplicate_names_are_rejected_case_insensitively(
-        pool: PgPool,
-    ) -> Result<(), UserError> {
+    async fn duplicate_names_are_rejected_case_insensitively(pool: PgPool) -> Result<(), UserError> {
         create(&pool, "Alice", "$argon2id$x", Role::Admin).await?;
         let again = create(&pool, "alice", "$argon2id$y", Role::Viewer).await;
         assert!(matches!(again, Err(UserError::Exists(_))), "{again:?}");

@@ -40,10 +40,7 @@ pub fn repo() -> PathBuf {
 
 /// A scratch directory that PostgreSQL's system user can enter (tempdirs are 0700).
 pub fn scratch_dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("panoptes-e2e-")
-        .tempdir()
-        .unwrap();
+    let d = tempfile::Builder::new().prefix("panoptes-e2e-").tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
@@ -81,8 +78,7 @@ impl Camera {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("test camera did not print READY within 30 s");
+        rx.recv_timeout(Duration::from_secs(30)).expect("test camera did not print READY within 30 s");
         self.child = Some(child);
     }
 
@@ -140,9 +136,7 @@ pub type Env<'a> = &'a [(&'a str, &'a str)];
 
 pub fn panoptes_cmd(env: Env<'_>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_panoptes"));
-    c.env_remove("PANOPTES_DATABASE_URL")
-        .env_remove("PANOPTES_CONFIG")
-        .env_remove("RUST_LOG");
+    c.env_remove("PANOPTES_DATABASE_URL").env_remove("PANOPTES_CONFIG").env_remove("RUST_LOG");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -172,17 +166,8 @@ impl Panoptes {
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        Panoptes {
-            child: Some(child),
-            port,
-            log,
-            metrics_token: token,
-            client,
-        }
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        Panoptes { child: Some(child), port, log, metrics_token: token, client }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -191,12 +176,7 @@ impl Panoptes {
 
     /// `/readyz` as JSON, whatever its status, or `None` if the server does not answer.
     pub fn readyz(&self) -> Option<serde_json::Value> {
-        self.client
-            .get(self.url("/readyz"))
-            .send()
-            .ok()?
-            .json()
-            .ok()
+        self.client.get(self.url("/readyz")).send().ok()?.json().ok()
     }
 
     /// Waits until `/readyz` says ready.
@@ -230,15 +210,8 @@ impl Panoptes {
     }
 
     fn assert_running(&mut self) {
-        if let Some(status) = self
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            panic!(
-                "panoptes exited early ({status}); log:\n{}",
-                self.log_text()
-            );
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("panoptes exited early ({status}); log:\n{}", self.log_text());
         }
     }
 
@@ -246,9 +219,7 @@ impl Panoptes {
     pub fn stop(&mut self, limit: Duration) -> ExitStatus {
         let mut c = self.child.take().expect("running");
         kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).unwrap();
-        wait_for(limit, "panoptes to exit after SIGTERM", || {
-            c.try_wait().unwrap()
-        })
+        wait_for(limit, "panoptes to exit after SIGTERM", || c.try_wait().unwrap())
     }
 }
 
@@ -275,32 +246,19 @@ impl TestDatabase {
         let admin = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("panoptes_e2e_{}", std::process::id());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connecting to DATABASE_URL");
+            let mut c = sqlx::PgConnection::connect(&admin).await.expect("connecting to DATABASE_URL");
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut c)
                 .await
                 .unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
         });
         let mut url = url::Url::parse(&admin).unwrap();
         url.set_path(&name);
-        TestDatabase {
-            admin,
-            url: url.to_string(),
-            name,
-            rt,
-        }
+        TestDatabase { admin, url: url.to_string(), name, rt }
     }
 
     pub fn query_i64(&self, sql: &str) -> i64 {
