@@ -11,6 +11,7 @@
 //! separately from the URL, so no URL this crate logs or publishes carries them.
 
 mod backoff;
+pub mod decode;
 mod fanout;
 mod gateway;
 mod rate;
