@@ -13,7 +13,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 # Where the demo's web server listens.
 DEMO_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: setup demo test lint build
+.PHONY: setup demo test lint build config-docs
 
 setup:
 	scripts/setup.sh
@@ -30,3 +30,8 @@ lint:
 
 test: setup lint
 	source "$(CACHE)/env.sh" && scripts/run-tests.sh
+
+# Regenerates the reference table in docs/configuration.md from the code.
+config-docs:
+	cargo run -q -- config-reference > "$(CACHE)/config-reference.md"
+	python3 -c 'import sys; p="docs/configuration.md"; s=open(p).read(); b="<!-- BEGIN GENERATED REFERENCE -->\n"; e="<!-- END GENERATED REFERENCE -->"; r=open(sys.argv[1]).read(); open(p,"w").write(s[:s.index(b)+len(b)]+r+s[s.index(e):])' "$(CACHE)/config-reference.md"

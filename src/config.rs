@@ -184,6 +184,10 @@ pub struct CameraConfig {
     pub decoder: DecoderChoice,
     /// Frames per second decoded for analytics.
     pub detect_fps: f64,
+    /// Width the detect stream is scaled to for analytics, in pixels.
+    pub detect_width: u32,
+    /// Height the detect stream is scaled to for analytics, in pixels.
+    pub detect_height: u32,
     /// The camera's streams (`[[cameras.streams]]`), e.g. a `main` and a `sub` stream.
     pub streams: Vec<StreamConfig>,
 }
@@ -196,6 +200,8 @@ impl Default for CameraConfig {
             enabled: true,
             decoder: DecoderChoice::Auto,
             detect_fps: 5.0,
+            detect_width: 640,
+            detect_height: 360,
             streams: Vec::new(),
         }
     }
@@ -363,6 +369,12 @@ pub struct ResolvedCamera {
     pub name: String,
     /// Whether it runs.
     pub enabled: bool,
+    /// Decoder choice for the detect stream.
+    pub decoder: DecoderChoice,
+    /// Detect frame rate.
+    pub detect_fps: f64,
+    /// Detect frame size (width, height).
+    pub detect_size: (u32, u32),
     /// Its streams.
     pub streams: Vec<ResolvedStream>,
 }
@@ -569,6 +581,14 @@ fn validate(
                 message: format!("{} is not within (0, 60]", cam.detect_fps),
             });
         }
+        for (field, v) in [("detect_width", cam.detect_width), ("detect_height", cam.detect_height)] {
+            if !(16..=4096).contains(&v) || v % 2 != 0 {
+                problems.push(Problem {
+                    path: format!("{base}.{field}"),
+                    message: format!("{v} is not an even number within [16, 4096]"),
+                });
+            }
+        }
         if cam.streams.is_empty() {
             problems.push(Problem {
                 path: format!("{base}.streams"),
@@ -591,7 +611,15 @@ fn validate(
         }
         if let Some(id) = id {
             let name = if cam.name.is_empty() { id.to_string() } else { cam.name.clone() };
-            cameras.push(ResolvedCamera { id, name, enabled: cam.enabled, streams });
+            cameras.push(ResolvedCamera {
+                id,
+                name,
+                enabled: cam.enabled,
+                decoder: cam.decoder,
+                detect_fps: cam.detect_fps,
+                detect_size: (cam.detect_width, cam.detect_height),
+                streams,
+            });
         }
     }
 

@@ -13,7 +13,53 @@ use panoptes_core::StatusBoard;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{ResolvedCamera, Settings, TransportChoice};
+use panoptes_camera_gateway::decode::{self, DecodeMode, DecodeSettings, DecoderHandle};
+use panoptes_camera_gateway::KeyframeQueue;
+use panoptes_core::{CameraId, StreamRole};
+
+use crate::config::{DecoderChoice, ResolvedCamera, Settings, TransportChoice};
+
+/// Encoded frames queued to a decoder: about two GOPs of 2 s at 25 fps.
+const DECODER_QUEUE: usize = 128;
+
+/// Starts a decoder for each of the camera's detect streams and returns the sinks that feed
+/// them, with the decoders' handles (analytics reads their latest-frame slots).
+pub fn attach_decoders(
+    camera: &ResolvedCamera,
+    specs: Vec<(StreamSpec, StreamSinks)>,
+) -> (Vec<(StreamSpec, StreamSinks)>, Vec<(CameraId, String, DecoderHandle)>) {
+    let mut handles = Vec::new();
+    let specs = specs
+        .into_iter()
+        .map(|(spec, mut sinks)| {
+            if camera.enabled && spec.roles.contains(&StreamRole::Detect) {
+                let settings = DecodeSettings {
+                    choice: match camera.decoder {
+                        DecoderChoice::Auto => decode::DecoderChoice::Auto,
+                        DecoderChoice::Cuda => decode::DecoderChoice::Cuda,
+                        DecoderChoice::Vaapi => decode::DecoderChoice::Vaapi,
+                        DecoderChoice::Cpu => decode::DecoderChoice::Cpu,
+                    },
+                    width: camera.detect_size.0,
+                    height: camera.detect_size.1,
+                    fps: camera.detect_fps,
+                    // Idle until analytics asks for more (motion, active tracks).
+                    mode: DecodeMode::KeyframesOnly,
+                };
+                let (tx, rx) = tokio::sync::mpsc::channel(DECODER_QUEUE);
+                match decode::spawn(camera.id.clone(), &spec.stream, settings, rx) {
+                    Ok(h) => {
+                        sinks.queues.push(KeyframeQueue::new("decoder", tx));
+                        handles.push((camera.id.clone(), spec.stream.clone(), h));
+                    }
+                    Err(e) => warn!(camera = %camera.id, stream = %spec.stream, error = %e, "no decoder"),
+                }
+            }
+            (spec, sinks)
+        })
+        .collect();
+    (specs, handles)
+}
 
 /// Turns a configured camera into the gateway's stream specs.
 pub fn stream_specs(camera: &ResolvedCamera) -> Vec<(StreamSpec, StreamSinks)> {
@@ -77,8 +123,11 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     // Not children of `root`: the shutdown sequence below stops each part in its turn.
     let cameras_root = CancellationToken::new();
     let mut gateway = Gateway::new(board.clone(), cameras_root.clone());
+    let mut decoders = Vec::new();
     for cam in &settings.cameras {
-        gateway.set_camera(cam.id.clone(), cam.enabled, stream_specs(cam)).await;
+        let (specs, handles) = attach_decoders(cam, stream_specs(cam));
+        decoders.extend(handles);
+        gateway.set_camera(cam.id.clone(), cam.enabled, specs).await;
     }
     info!(cameras = settings.cameras.len(), "cameras started");
 
@@ -123,6 +172,8 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         }
         info!("shutdown 2/4: cameras stop");
         gateway.shutdown().await;
+        // Their input closed, the decoder threads end by themselves.
+        drop(decoders);
         info!("shutdown 3/4: pending writes finish");
         writers.cancel();
         let _ = heartbeat.await;
