@@ -13,8 +13,8 @@ use panoptes_core::StatusBoard;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use panoptes_camera_gateway::decode::{self, DecodeMode, DecodeSettings, DecoderHandle};
 use panoptes_camera_gateway::KeyframeQueue;
+use panoptes_camera_gateway::decode::{self, DecodeMode, DecodeSettings, DecoderHandle};
 use panoptes_core::{CameraId, StreamRole};
 
 use crate::config::{DecoderChoice, ResolvedCamera, Settings, TransportChoice};
@@ -22,12 +22,18 @@ use crate::config::{DecoderChoice, ResolvedCamera, Settings, TransportChoice};
 /// Encoded frames queued to a decoder: about two GOPs of 2 s at 25 fps.
 const DECODER_QUEUE: usize = 128;
 
+/// A stream ready for the gateway, with the consumers to attach.
+pub type StreamPlan = (StreamSpec, StreamSinks);
+
+/// A running decoder of one camera stream.
+pub type CameraDecoder = (CameraId, String, DecoderHandle);
+
 /// Starts a decoder for each of the camera's detect streams and returns the sinks that feed
 /// them, with the decoders' handles (analytics reads their latest-frame slots).
 pub fn attach_decoders(
     camera: &ResolvedCamera,
-    specs: Vec<(StreamSpec, StreamSinks)>,
-) -> (Vec<(StreamSpec, StreamSinks)>, Vec<(CameraId, String, DecoderHandle)>) {
+    specs: Vec<StreamPlan>,
+) -> (Vec<StreamPlan>, Vec<CameraDecoder>) {
     let mut handles = Vec::new();
     let specs = specs
         .into_iter()
@@ -62,7 +68,7 @@ pub fn attach_decoders(
 }
 
 /// Turns a configured camera into the gateway's stream specs.
-pub fn stream_specs(camera: &ResolvedCamera) -> Vec<(StreamSpec, StreamSinks)> {
+pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
     camera
         .streams
         .iter()

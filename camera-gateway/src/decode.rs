@@ -287,7 +287,8 @@ impl Worker {
         for backend in candidates {
             match open_decoder(frame.codec, backend) {
                 Ok(d) => {
-                    opened = Some(Open { decoder: d, backend, codec: frame.codec, epoch: frame.params_epoch });
+                    opened =
+                        Some(Open { decoder: d, backend, codec: frame.codec, epoch: frame.params_epoch });
                     break;
                 }
                 Err(e) => reasons.push(format!("{} unavailable ({e})", backend.name())),
@@ -383,7 +384,10 @@ fn open_decoder(codec: VideoCodec, backend: Backend) -> Result<ffmpeg::decoder::
     let c = ffmpeg::decoder::find(codec_id(codec)).ok_or_else(|| format!("no {codec:?} decoder"))?;
     let mut ctx = ffmpeg::codec::context::Context::new_with_codec(c);
     // One thread per stream: many cameras share few cores; frame threads would add latency.
-    ctx.set_threading(ffmpeg::threading::Config { count: 1, ..ffmpeg::threading::Config::kind(ffmpeg::threading::Type::Slice) });
+    ctx.set_threading(ffmpeg::threading::Config {
+        count: 1,
+        ..ffmpeg::threading::Config::kind(ffmpeg::threading::Type::Slice)
+    });
     match backend {
         Backend::Cpu => {}
         Backend::Cuda => attach_hw_device(&mut ctx, ffmpeg::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA)?,

@@ -174,6 +174,17 @@ impl Panoptes {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Resident memory of the process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `/readyz` as JSON, whatever its status, or `None` if the server does not answer.
     pub fn readyz(&self) -> Option<serde_json::Value> {
         self.client.get(self.url("/readyz")).send().ok()?.json().ok()
