@@ -132,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let settings = settings(config.as_deref())?;
             let _guard = crate::telemetry::init(&settings.config.log)?;
-            runtime()?.block_on(crate::serve::run(settings, None))?;
+            runtime()?.block_on(crate::serve::run(settings, config, None))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, data_dir, rtsp_port } => {

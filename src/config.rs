@@ -332,7 +332,7 @@ fn read_secret(
 }
 
 /// A camera stream, resolved and checked: ready for the gateway.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ResolvedStream {
     /// Name within the camera.
     pub name: String,
@@ -361,7 +361,7 @@ impl fmt::Debug for ResolvedStream {
 }
 
 /// A camera, resolved and checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedCamera {
     /// Id.
     pub id: CameraId,

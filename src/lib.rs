@@ -3,6 +3,7 @@
 //!
 //! `anyhow` lives here only; the library crates return typed errors.
 
+pub mod cameras;
 pub mod cli;
 pub mod config;
 pub mod database;

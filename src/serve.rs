@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use panoptes_camera_gateway::{Credentials, Gateway, StreamSinks, StreamSpec, Timeouts, Transport};
+use panoptes_camera_gateway::{Credentials, StreamSinks, StreamSpec, Timeouts, Transport};
 use panoptes_core::StatusBoard;
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::cameras::Cameras;
 
 use panoptes_camera_gateway::KeyframeQueue;
 use panoptes_camera_gateway::decode::{self, DecodeMode, DecodeSettings, DecoderHandle};
@@ -91,8 +96,35 @@ pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
         .collect()
 }
 
-/// Runs until a signal arrives (or `stop` is cancelled, when given).
-pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow::Result<()> {
+/// Re-reads the configuration file and applies camera changes. A file with problems is
+/// reported and ignored: the running cameras stay as they are.
+async fn reload(path: Option<&Path>, running: &Settings, cameras: &mut Cameras) {
+    let Some(path) = path else {
+        warn!("SIGHUP ignored: Panoptes was started without a configuration file");
+        return;
+    };
+    info!(file = %path.display(), "SIGHUP: reloading the configuration");
+    let new = match crate::config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("configuration not reloaded, keeping the running one: {e}");
+            return;
+        }
+    };
+    if new.listen != running.listen || new.config.database.url != running.config.database.url {
+        warn!("server and database settings change only at restart; applying camera changes now");
+    }
+    let r = cameras.apply(&new.cameras).await;
+    info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged, "configuration reloaded");
+}
+
+/// Runs until a signal arrives (or `stop` is cancelled, when given). SIGHUP re-reads
+/// `config_path` and applies camera changes.
+pub async fn run(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    stop: Option<CancellationToken>,
+) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
     let root = crate::shutdown::on_signals();
     if let Some(stop) = stop {
@@ -126,16 +158,9 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
     .context("registering this node")?;
 
     let board = StatusBoard::default();
-    // Not children of `root`: the shutdown sequence below stops each part in its turn.
-    let cameras_root = CancellationToken::new();
-    let mut gateway = Gateway::new(board.clone(), cameras_root.clone());
-    let mut decoders = Vec::new();
-    for cam in &settings.cameras {
-        let (specs, handles) = attach_decoders(cam, stream_specs(cam));
-        decoders.extend(handles);
-        gateway.set_camera(cam.id.clone(), cam.enabled, specs).await;
-    }
-    info!(cameras = settings.cameras.len(), "cameras started");
+    let mut cameras = Cameras::new(board.clone());
+    let report = cameras.apply(&settings.cameras).await;
+    info!(cameras = report.added.len(), "cameras started");
 
     let writers = CancellationToken::new();
     let heartbeat = {
@@ -155,18 +180,19 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
         })
     };
 
-    let state = panoptes_api::AppState::new(
-        db.pool.clone(),
-        board,
-        metrics,
-        settings.metrics_token.clone(),
-        settings.cameras.len(),
-    );
+    let state = panoptes_api::AppState::new(db.pool.clone(), board, metrics, settings.metrics_token.clone());
     let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %settings.listen, "HTTP server listening");
 
-    root.cancelled().await;
+    // Run until shutdown; reload the cameras on SIGHUP.
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = root.cancelled() => break,
+            _ = hangup.recv() => reload(config_path.as_deref(), &settings, &mut cameras).await,
+        }
+    }
     let limit = Duration::from_secs(settings.config.server.shutdown_timeout_secs);
     let ordered = async {
         info!("shutdown 1/4: HTTP server stops accepting");
@@ -177,9 +203,8 @@ pub async fn run(settings: Settings, stop: Option<CancellationToken>) -> anyhow:
             Ok(Ok(())) => {}
         }
         info!("shutdown 2/4: cameras stop");
-        gateway.shutdown().await;
         // Their input closed, the decoder threads end by themselves.
-        drop(decoders);
+        cameras.shutdown().await;
         info!("shutdown 3/4: pending writes finish");
         writers.cancel();
         let _ = heartbeat.await;

@@ -1,5 +1,7 @@
 //! Logging: `tracing` with a `RUST_LOG`-style filter, as text or JSON lines on stderr.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
@@ -17,10 +19,11 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<Guard> {
         _ => EnvFilter::try_new(&cfg.filter).with_context(|| format!("log.filter = {:?}", cfg.filter))?,
     };
     let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::stderr().is_terminal();
     let result = match cfg.format {
-        LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
-        }
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
             .try_init(),

@@ -53,6 +53,14 @@ fn serves_a_camera_against_the_machine_postgres() -> TestResult {
     });
     assert!((20.0..=30.0).contains(&fps), "fps {fps}");
 
+    // With no GPU here, the `auto` decoder falls back to the CPU and says why, once.
+    let line = wait_for(SECS(10), "the decoder choice in the log", || {
+        p.log_text().lines().find(|l| l.contains("decoder: using")).map(str::to_owned)
+    });
+    assert!(line.contains("using cpu for H264; cuda unavailable (no NVIDIA device"), "{line}");
+    assert!(line.contains("vaapi unavailable (no GPU render node"), "{line}");
+    assert_eq!(p.log_text().matches("decoder: using").count(), 1);
+
     // The node registered itself in the external database.
     assert_eq!(db.query_i64("SELECT count(*) FROM nodes WHERE id = 'e2e-node'"), 1);
 

@@ -281,3 +281,85 @@ fn camera_killed_and_restarted_twenty_times() {
     assert!(reconnects.is_some(), "session failures are counted:\n{}", p.metrics());
     assert!(p.stop(Duration::from_secs(30)).success());
 }
+
+fn send_hangup(p: &Panoptes) {
+    let pid = nix::unistd::Pid::from_raw(p.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+}
+
+fn camera_toml(id: &str, url: &str, enabled: bool) -> String {
+    format!("[[cameras]]\nid = \"{id}\"\nenabled = {enabled}\n[[cameras.streams]]\nurl = \"{url}\"\n")
+}
+
+#[test]
+fn cameras_are_added_changed_and_removed_at_run_time_without_touching_others() {
+    let camera = Camera::start();
+    let dir = scratch_dir();
+    let db = TestDatabase::create();
+    let head = r#"
+        [server]
+        listen = "127.0.0.1:{port}"
+        data_dir = "{data_dir}"
+        metrics_token_env = "E2E_METRICS_TOKEN"
+    "#;
+    let (u720, u360) = (camera.url("h264-720p"), camera.url("h264-360p"));
+    let first = format!(
+        "{head}\n{}\n{}\n{}",
+        camera_toml("keep", &u720, true),
+        camera_toml("drop", &u360, true),
+        camera_toml("flip", &u360, true)
+    );
+    let mut p = Panoptes::start(dir.path(), &first, &[("PANOPTES_DATABASE_URL", &db.url)]);
+    p.wait_ready(Duration::from_secs(60));
+    wait_for(Duration::from_secs(20), "three cameras streaming", || {
+        p.readyz().filter(|r| r["cameras"]["by_state"]["streaming"] == 3)
+    });
+    let keep_frames = r#"panoptes_camera_frames_total{camera="keep",stream="main"}"#;
+    let before = p.metric(keep_frames).unwrap();
+
+    // A broken file is refused and changes nothing.
+    let cfg = dir.path().join("panoptes.toml");
+    let port_line = format!("listen = \"127.0.0.1:{}\"", p.port);
+    let data_line = format!("data_dir = \"{}\"", dir.path().join("data").display());
+    let head = head
+        .replace("listen = \"127.0.0.1:{port}\"", &port_line)
+        .replace("data_dir = \"{data_dir}\"", &data_line);
+    std::fs::write(&cfg, format!("{head}\nbogus = 1\n")).unwrap();
+    send_hangup(&p);
+    wait_for(Duration::from_secs(10), "the refusal in the log", || {
+        p.log_text().contains("configuration not reloaded").then_some(())
+    });
+    assert!(p.log_text().contains("bogus: unknown field"), "{}", p.log_text());
+    assert_eq!(p.readyz().unwrap()["cameras"]["configured"], 3);
+
+    // Remove one, disable one, add one; "keep" is untouched.
+    let second = format!(
+        "{head}\n{}\n{}\n{}",
+        camera_toml("keep", &u720, true),
+        camera_toml("flip", &u360, false),
+        camera_toml("new", &camera.url("h265-720p"), true)
+    );
+    std::fs::write(&cfg, second).unwrap();
+    send_hangup(&p);
+    let r = wait_for(Duration::from_secs(20), "the new camera set", || {
+        p.readyz().filter(|r| {
+            r["cameras"]["configured"] == 3
+                && r["cameras"]["by_state"]["streaming"] == 2
+                && r["cameras"]["by_state"]["disabled"] == 1
+        })
+    });
+    assert_eq!(r["cameras"]["streams"], 3, "{r}");
+    let log = p.log_text();
+    assert!(log.contains(r#"added=[CameraId("new")]"#) || log.contains(r#"added=["new"]"#), "{log}");
+    assert!(log.contains("unchanged=1"), "{log}");
+    // "keep" never restarted and its frames kept flowing.
+    assert!(p.metric(r#"panoptes_camera_session_failures_total{camera="keep""#).is_none(), "{}", p.metrics());
+    assert!(
+        !log.contains("stream{camera=keep stream=main}: panoptes_camera_gateway::session: stream stopped"),
+        "{log}"
+    );
+    wait_for(Duration::from_secs(5), "keep's frames to grow", || {
+        p.metric(keep_frames).filter(|n| *n > before)
+    });
+    assert!(p.stop(Duration::from_secs(30)).success());
+}

@@ -34,7 +34,6 @@ struct Inner {
     board: StatusBoard,
     metrics: PrometheusHandle,
     metrics_token: Option<String>,
-    cameras_configured: usize,
 }
 
 impl AppState {
@@ -45,9 +44,8 @@ impl AppState {
         board: StatusBoard,
         metrics: PrometheusHandle,
         metrics_token: Option<String>,
-        cameras_configured: usize,
     ) -> Self {
-        AppState { inner: Arc::new(Inner { pool, board, metrics, metrics_token, cameras_configured }) }
+        AppState { inner: Arc::new(Inner { pool, board, metrics, metrics_token }) }
     }
 }
 

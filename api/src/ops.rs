@@ -44,6 +44,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let s = &state.inner;
     let db = panoptes_storage::db::ping(&s.pool, Duration::from_secs(2)).await;
     let streams = s.board.snapshot();
+    let cameras: std::collections::BTreeSet<_> = streams.iter().map(|st| &st.camera).collect();
     let mut by_state = BTreeMap::new();
     for st in &streams {
         *by_state.entry(st.phase.name()).or_insert(0) += 1;
@@ -54,7 +55,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Ok(()) => "ok".into(),
             Err(e) => format!("unreachable: {e}"),
         },
-        cameras: CameraCounts { configured: s.cameras_configured, streams: streams.len(), by_state },
+        cameras: CameraCounts { configured: cameras.len(), streams: streams.len(), by_state },
     };
     let code = if db.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
@@ -100,7 +101,7 @@ mod tests {
         let pool = panoptes_storage::PgPool::connect_lazy("postgres://127.0.0.1:1/none")
             .unwrap_or_else(|e| unreachable!("lazy pool: {e}"));
         let handle = PrometheusBuilder::new().build_recorder().handle();
-        let state = AppState::new(pool, StatusBoard::default(), handle, token.map(str::to_owned), 0);
+        let state = AppState::new(pool, StatusBoard::default(), handle, token.map(str::to_owned));
         crate::router(state)
     }
 

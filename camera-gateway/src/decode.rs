@@ -6,6 +6,7 @@
 //! Idle cameras decode key frames only; [`DecodeControl::set_mode`] switches to every frame
 //! (on motion, an active track, or a request) and back.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
@@ -174,6 +175,8 @@ pub fn spawn(
     input: mpsc::Receiver<SharedFrame>,
 ) -> Result<DecoderHandle, DecodeError> {
     ffmpeg::init()?;
+    // FFmpeg's own messages would bypass our logs; errors are reported through tracing.
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
     let (frames_tx, frames) = watch::channel(None);
     let (backend_tx, backend) = watch::channel(None);
     let control = DecodeControl(Arc::new(AtomicU8::new(settings.mode as u8)));
@@ -390,10 +393,29 @@ fn open_decoder(codec: VideoCodec, backend: Backend) -> Result<ffmpeg::decoder::
     });
     match backend {
         Backend::Cpu => {}
-        Backend::Cuda => attach_hw_device(&mut ctx, ffmpeg::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA)?,
-        Backend::Vaapi => attach_hw_device(&mut ctx, ffmpeg::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI)?,
+        Backend::Cuda => {
+            if !Path::new("/dev/nvidiactl").exists() {
+                return Err("no NVIDIA device (/dev/nvidiactl is missing)".into());
+            }
+            attach_hw_device(&mut ctx, ffmpeg::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA).map_err(|e| {
+                format!("CUDA device did not open: {e}; is the NVIDIA driver (libcuda.so.1) installed?")
+            })?
+        }
+        Backend::Vaapi => {
+            if !has_render_node() {
+                return Err("no GPU render node in /dev/dri".into());
+            }
+            attach_hw_device(&mut ctx, ffmpeg::ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI)
+                .map_err(|e| format!("VA-API device did not open: {e}; is a VA driver installed?"))?
+        }
     }
     ctx.decoder().video().map_err(|e| e.to_string())
+}
+
+fn has_render_node() -> bool {
+    std::fs::read_dir("/dev/dri")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("renderD")))
+        .unwrap_or(false)
 }
 
 /// Creates a hardware device and attaches it to the codec context; FFmpeg's default

@@ -174,6 +174,11 @@ impl Panoptes {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// Resident memory of the process in KiB.
     pub fn rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
