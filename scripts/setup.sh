@@ -117,7 +117,7 @@ install_packages() {
     local apt_opts=(-o DPkg::Lock::Timeout=900 -o Acquire::Retries=3)
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -q \
-        --no-install-recommends "${missing[@]}"
+        "${missing[@]}"
 }
 
 if [[ $use_apt -eq 1 ]]; then
