@@ -248,6 +248,7 @@ fi
 # --- 5. clips ---------------------------------------------------------------------------
 
 CLIPS_DIR=$CACHE/clips
+rm -rf -- "$CLIPS_DIR"/.build.*   # left by a killed make-clips.sh (we hold the lock)
 "$script_dir/make-clips.sh" "$MEDIA_DIR" "$CLIPS_DIR" | sed -u 's/^\[clips\]/[setup] clips:/'
 
 # --- 6. env.sh --------------------------------------------------------------------------

@@ -16,11 +16,28 @@ re-encoding (parse + payload only):
 Usage:
     /usr/bin/python3 scripts/test-camera.py --port PORT [--bind 127.0.0.1]
         [--clips DIR] [--user panoptes] [--password secret]
+        [--udp-ports 20000-29999] [--verbose]
 
-When the server listens it prints exactly one line "READY rtsp://HOST:PORT" on
-stdout. Logs go to stderr. SIGTERM/SIGINT stop it cleanly (exit 0).
+--clips defaults to $PANOPTES_CLIPS, else the setup cache's clips directory.
+--port 0 picks a free port. When the server listens it prints exactly one line
+"READY rtsp://HOST:PORT" on stdout; logs go to stderr. SIGTERM/SIGINT stop it
+cleanly (exit 0). A missing clip or a busy port exits 1 with a message.
 
-Run it with Debian's /usr/bin/python3, which has PyGObject (python3-gi).
+RTP goes over TCP (interleaved) or UDP; the server's UDP ports come from
+--udp-ports on the --bind address (ports in use are skipped). The listening
+socket uses SO_REUSEADDR, so a new server can take the port of one that was
+just killed.
+
+How the clips are served: each clip (raw Annex-B .h264/.h265, no B-frames) is
+read once and split into access units; every media pipeline is
+"appsrc ! h264parse/h265parse ! rtph264pay/rtph265pay" and its appsrc gets the
+access units in a loop with computed timestamps (frame n at n/25 s), so the
+timestamps grow steadily across loop points; the server's sinks pace it in real
+time. (h264parse on a raw stream sets DTS but no PTS, and rtph264pay needs PTS,
+hence the appsrc rather than a looping multifilesrc.)
+
+Run it with Debian's /usr/bin/python3, which has PyGObject (python3-gi); another
+python3 re-executes the script with it.
 """
 
 import argparse
