@@ -47,6 +47,21 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Starts the test camera and waits for its READY line.
 async fn start_camera(dir: &std::path::Path, port: u16, password: &str) -> anyhow::Result<Child> {
     let script = dir.join("test-camera.py");
@@ -143,20 +158,24 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _camera = start_camera(&data_dir, opts.rtsp_port, &camera_password).await?;
     info!(port = opts.rtsp_port, "demo cameras serving");
 
-    // A first admin with a fresh password, so there is a login to print.
-    let admin_password = random_secret();
+    // A first admin with a fresh password, so there is a login to print. The password is
+    // kept (0600) in the demo's data directory so later runs can print it again.
+    let login_file = data_dir.join("demo-login.txt");
     let login = {
         let cancel = tokio_util::sync::CancellationToken::new();
         let db = crate::database::open(&settings, &cancel).await.context("opening the demo database")?;
         let result = async {
             panoptes_storage::migrate(&db.pool).await?;
             if panoptes_storage::users::count(&db.pool).await? > 0 {
-                return Ok::<_, anyhow::Error>(None);
+                return Ok::<_, anyhow::Error>(std::fs::read_to_string(&login_file).ok());
             }
-            let hash = panoptes_api::auth::hash_password(&admin_password)?;
+            let password = random_secret();
+            let hash = panoptes_api::auth::hash_password(&password)?;
             panoptes_storage::users::create(&db.pool, "admin", &hash, panoptes_storage::users::Role::Admin)
                 .await?;
-            Ok(Some(admin_password.clone()))
+            let line = format!("admin / {password}");
+            write_private(&login_file, &line)?;
+            Ok(Some(line))
         }
         .await;
         db.close().await;
@@ -165,7 +184,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     let url = format!("http://{}", settings.listen);
     let login_line = match login {
-        Some(pw) => format!("login: admin / {pw}"),
+        Some(line) => format!("login: {}", line.trim()),
         None => "login: the users created earlier in this data directory".into(),
     };
     // The one place the demo speaks to the person at the terminal.

@@ -196,7 +196,8 @@ pub async fn run(
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
     };
-    let state = panoptes_api::AppState::new(db.pool.clone(), board, metrics, api_config);
+    let live = std::sync::Arc::new(cameras.live_source());
+    let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);
     let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %settings.listen, "HTTP server listening");

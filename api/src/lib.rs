@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use panoptes_core::StatusBoard;
+use panoptes_core::{LiveSource, StatusBoard};
 use panoptes_storage::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -49,9 +49,9 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     pool: PgPool,
+    live: Arc<dyn LiveSource>,
     board: StatusBoard,
     metrics: PrometheusHandle,
     config: ApiConfig,
@@ -61,13 +61,26 @@ struct Inner {
     dummy_hash: String,
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     /// Builds the state.
-    pub fn new(pool: PgPool, board: StatusBoard, metrics: PrometheusHandle, config: ApiConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        board: StatusBoard,
+        live: Arc<dyn LiveSource>,
+        metrics: PrometheusHandle,
+        config: ApiConfig,
+    ) -> Self {
         let dummy_hash = auth::hash_password("not a real password, only for timing").unwrap_or_default();
         AppState {
             inner: Arc::new(Inner {
                 pool,
+                live,
                 board,
                 metrics,
                 config,
@@ -75,6 +88,13 @@ impl AppState {
                 dummy_hash,
             }),
         }
+    }
+}
+
+impl AppState {
+    /// Live video of the streams this node holds.
+    pub fn live(&self) -> &Arc<dyn LiveSource> {
+        &self.inner.live
     }
 }
 

@@ -104,6 +104,7 @@ mod tests {
         let state = AppState::new(
             pool,
             StatusBoard::default(),
+            std::sync::Arc::new(crate::tests::NoLive),
             handle,
             crate::ApiConfig { metrics_token: token.map(str::to_owned), ..Default::default() },
         );

@@ -12,6 +12,15 @@ use tower::ServiceExt;
 
 use crate::{ApiConfig, AppState};
 
+/// A live source with no streams.
+pub(crate) struct NoLive;
+
+impl panoptes_core::LiveSource for NoLive {
+    fn subscribe(&self, _: &CameraId, _: &str) -> Option<panoptes_core::LiveFeed> {
+        None
+    }
+}
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn board_with(cameras: &[&str]) -> StatusBoard {
@@ -33,7 +42,7 @@ fn board_with(cameras: &[&str]) -> StatusBoard {
 
 fn app(pool: PgPool, board: StatusBoard, config: ApiConfig) -> Router {
     let metrics = PrometheusBuilder::new().build_recorder().handle();
-    crate::router(AppState::new(pool, board, metrics, config))
+    crate::router(AppState::new(pool, board, std::sync::Arc::new(NoLive), metrics, config))
 }
 
 struct Reply {
