@@ -53,8 +53,23 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the configuration reference (Markdown) generated from the code.
     ConfigReference,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; exits 1 and names the first bad row if it is broken.
+    Verify {
+        /// Configuration file (for the database settings).
+        #[arg(long, short, env = "PANOPTES_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +86,38 @@ enum UserCommand {
         #[arg(long, short, env = "PANOPTES_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Let a user see cameras (admins see all cameras without grants).
+    Grant {
+        /// User name.
+        name: String,
+        /// Camera ids.
+        #[arg(required = true)]
+        cameras: Vec<String>,
+        /// Configuration file (for the database settings).
+        #[arg(long, short, env = "PANOPTES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Opens the configured database, runs `f` with the pool, and closes it (stopping a
+/// private cluster) whatever `f` returned.
+fn with_database<T>(
+    config: Option<&Path>,
+    f: impl AsyncFnOnce(&panoptes_storage::PgPool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let settings = settings(config)?;
+    let _guard = crate::telemetry::init(&settings.config.log)?;
+    runtime()?.block_on(async {
+        let cancel = crate::shutdown::on_signals();
+        let db = crate::database::open(&settings, &cancel).await?;
+        let result = async {
+            panoptes_storage::migrate(&db.pool).await.context("applying migrations")?;
+            f(&db.pool).await
+        }
+        .await;
+        db.close().await;
+        result
+    })
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -141,15 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
-            let settings = settings(config.as_deref())?;
-            let _guard = crate::telemetry::init(&settings.config.log)?;
-            runtime()?.block_on(async {
-                let cancel = crate::shutdown::on_signals();
-                let db = crate::database::open(&settings, &cancel).await?;
-                let result = panoptes_storage::migrate(&db.pool).await.context("applying migrations");
-                db.close().await;
-                result
-            })?;
+            with_database(config.as_deref(), async |_| Ok(()))?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
@@ -158,23 +197,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             panoptes_storage::users::check_name(&name)?;
             let password = read_password()?;
             let hash = panoptes_api::auth::hash_password(&password)?;
-            let settings = settings(config.as_deref())?;
-            let _guard = crate::telemetry::init(&settings.config.log)?;
-            let id = runtime()?.block_on(async {
-                let cancel = crate::shutdown::on_signals();
-                let db = crate::database::open(&settings, &cancel).await?;
-                let result = async {
-                    panoptes_storage::migrate(&db.pool).await.context("applying migrations")?;
-                    Ok::<_, anyhow::Error>(
-                        panoptes_storage::users::create(&db.pool, &name, &hash, role).await?,
-                    )
-                }
-                .await;
-                db.close().await;
-                result
+            let id = with_database(config.as_deref(), async |pool| {
+                Ok(panoptes_storage::users::create(pool, &name, &hash, role).await?)
             })?;
             eprintln!("created user {name:?} (id {id}, role {role})");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::User { command: UserCommand::Grant { name, cameras, config } } => {
+            for c in &cameras {
+                panoptes_core::CameraId::new(c.clone()).with_context(|| format!("camera id {c:?}"))?;
+            }
+            with_database(config.as_deref(), async |pool| {
+                let Some(id) = panoptes_storage::auth::user_id(pool, &name).await? else {
+                    bail!("no user {name:?}");
+                };
+                panoptes_storage::auth::grant_cameras(pool, id, &cameras).await?;
+                Ok(())
+            })?;
+            eprintln!("granted {name:?}: {}", cameras.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify { config } } => {
+            use panoptes_storage::audit::Verification;
+            match with_database(config.as_deref(), async |pool| {
+                Ok(panoptes_storage::audit::verify(pool).await?)
+            })? {
+                Verification::Intact { rows } => {
+                    println!("audit log intact: {rows} rows verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verification::Broken { id, reason } => {
+                    println!("audit log BROKEN at row {id}: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

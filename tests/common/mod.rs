@@ -261,7 +261,9 @@ impl TestDatabase {
     pub fn create() -> TestDatabase {
         let admin = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("panoptes_e2e_{}", std::process::id());
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("panoptes_e2e_{}_{n}", std::process::id());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             use sqlx::Connection;
@@ -275,6 +277,14 @@ impl TestDatabase {
         let mut url = url::Url::parse(&admin).unwrap();
         url.set_path(&name);
         TestDatabase { admin, url: url.to_string(), name, rt }
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        })
     }
 
     pub fn query_i64(&self, sql: &str) -> i64 {
