@@ -70,22 +70,28 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
+/// Every error answer: a stable `code`, a human `message`, and the request `field` at fault.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `unauthorized`, `bad_login`, `forbidden`, `invalid`, `not_found`, `rate_limited`,
+    /// `disabled`, `internal`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+    /// The request field at fault, for `invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let field = match &self {
-            ApiError::Invalid { field, .. } => Some(field.as_str()),
+            ApiError::Invalid { field, .. } => Some(field.clone()),
             _ => None,
         };
-        let mut resp = (status, Json(Body { code, message: self.to_string(), field })).into_response();
+        let body = ErrorBody { code: code.to_owned(), message: self.to_string(), field };
+        let mut resp = (status, Json(body)).into_response();
         match &self {
             ApiError::Unauthorized => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -13,8 +13,9 @@
 //! from [`panoptes_core::StatusBoard`] and data through `panoptes-storage`.
 
 pub mod auth;
-mod error;
+pub mod error;
 mod limiter;
+mod openapi;
 mod ops;
 mod routes;
 pub mod scope;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     ops::routes()
         .merge(routes::access::routes())
         .merge(routes::cameras::routes())
+        .merge(openapi::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

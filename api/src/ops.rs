@@ -20,27 +20,34 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Liveness: the process answers HTTP.
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String)), security(()))]
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[derive(Serialize)]
-struct Readiness {
+/// Readiness of this node.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
     ready: bool,
     database: String,
     cameras: CameraCounts,
 }
 
-#[derive(Serialize)]
-struct CameraCounts {
+/// Camera stream counts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CameraCounts {
     configured: usize,
     streams: usize,
+    /// Streams per state (`connecting`, `streaming`, `retrying`, `auth_failed`, `disabled`).
+    #[schema(value_type = std::collections::BTreeMap<String, usize>)]
     by_state: BTreeMap<&'static str, usize>,
 }
 
 /// Readiness: 200 when the database answers; per-state counts of the camera streams.
 /// Camera names are not shown here (this endpoint needs no login).
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, description = "Database unreachable", body = Readiness)), security(()))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let s = &state.inner;
     let db = panoptes_storage::db::ping(&s.pool, Duration::from_secs(2)).await;
     let streams = s.board.snapshot();
@@ -62,7 +69,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics, for a scraper holding the configured bearer token.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+              (status = 401, body = crate::error::ErrorBody), (status = 404, description = "Metrics disabled", body = crate::error::ErrorBody)),
+    security(("metrics_token" = [])))]
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let Some(expected) = state.inner.config.metrics_token.as_deref() else {
         return Err(ApiError::Disabled(
             "metrics are disabled: set server.metrics_token_env or server.metrics_token_file",

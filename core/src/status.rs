@@ -11,7 +11,18 @@ use crate::{CameraId, RedactedUrl};
 
 /// What a stream is used for. One stream may serve several roles.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StreamRole {
@@ -26,7 +37,7 @@ pub enum StreamRole {
 }
 
 /// Where a stream's session is in its life cycle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum StreamPhase {
     /// Disabled by configuration: no session is attempted.
@@ -81,9 +92,10 @@ impl StreamPhase {
 }
 
 /// The status of one camera stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StreamStatus {
     /// The camera.
+    #[schema(value_type = String)]
     pub camera: CameraId,
     /// The stream's name within the camera (e.g. `main`, `sub`).
     pub stream: String,
@@ -91,6 +103,7 @@ pub struct StreamStatus {
     pub roles: Vec<StreamRole>,
     /// The stream's URL without credentials.
     #[serde(serialize_with = "ser_redacted")]
+    #[schema(value_type = String)]
     pub url: RedactedUrl,
     /// The current phase.
     #[serde(flatten)]

@@ -26,18 +26,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/tokens/{id}", delete(revoke_token))
 }
 
-#[derive(Debug, Deserialize)]
+/// Login with a user name and password.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(crate) struct Login {
     name: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Me {
+/// The logged-in user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
     id: i64,
     name: String,
     role: String,
+    /// Send it as `X-CSRF-Token` on unsafe requests made with the session cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
     csrf_token: Option<String>,
 }
@@ -61,7 +64,13 @@ fn limit<T>(state: &AppState, f: impl FnOnce(&mut crate::limiter::LoginLimiter) 
     f(&mut state.inner.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
-async fn login(
+#[utoipa::path(post, path = "/api/auth/login", tag = "access", request_body = Login,
+    responses((status = 200, description = "Logged in; sets the session cookie", body = Me),
+              (status = 401, description = "Wrong user name or password", body = crate::error::ErrorBody),
+              (status = 422, description = "Malformed request", body = crate::error::ErrorBody),
+              (status = 429, description = "Too many failed attempts", body = crate::error::ErrorBody)),
+    security(()))]
+pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
@@ -132,7 +141,9 @@ async fn login(
     Ok(resp)
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/auth/logout", tag = "access",
+    responses((status = 204, description = "Logged out"), (status = 401, body = crate::error::ErrorBody)))]
+pub(crate) async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     if let Credential::Session { token_hash, .. } = &caller.via {
         panoptes_storage::auth::delete_session(&state.inner.pool, token_hash).await?;
     }
@@ -141,7 +152,9 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Respons
     Ok(resp)
 }
 
-async fn me(caller: Caller) -> Json<Me> {
+#[utoipa::path(get, path = "/api/auth/me", tag = "access",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::ErrorBody)))]
+pub(crate) async fn me(caller: Caller) -> Json<Me> {
     let csrf_token = match caller.via {
         Credential::Session { csrf, .. } => Some(csrf),
         Credential::Token => None,
@@ -149,16 +162,25 @@ async fn me(caller: Caller) -> Json<Me> {
     Json(Me { id: caller.user.id, name: caller.user.name, role: caller.user.role.to_string(), csrf_token })
 }
 
-#[derive(Debug, Deserialize)]
+/// First-admin creation with the one-time setup token.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Setup {
+pub(crate) struct Setup {
     token: String,
     name: String,
     password: String,
 }
 
 /// Creates the first admin with the one-time setup token printed at first start.
-async fn setup(State(state): State<AppState>, Json(body): Json<Setup>) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/setup", tag = "access", request_body = Setup,
+    responses((status = 201, body = CreatedUser), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, description = "Setup is done", body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)),
+    security(()))]
+pub(crate) async fn setup(
+    State(state): State<AppState>,
+    Json(body): Json<Setup>,
+) -> Result<Response, ApiError> {
     let expected = state.inner.config.setup_token_hash.clone();
     let Some(expected) = expected else { return Err(ApiError::Disabled("setup is done")) };
     if !crate::ops::constant_time_eq(&hash_secret(&body.token), &expected) {
@@ -188,17 +210,37 @@ async fn setup(State(state): State<AppState>, Json(body): Json<Setup>) -> Result
         },
     )
     .await;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": body.name, "role": "admin"}))).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedUser { id, name: body.name, role: "admin".into() })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A new API token's label.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub(crate) struct NewToken {
     name: String,
 }
 
+/// A created API token; `token` is shown only once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedToken {
+    id: i64,
+    name: String,
+    token: String,
+}
+
+/// A created user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedUser {
+    id: i64,
+    name: String,
+    role: String,
+}
+
 /// Creates an API token for the caller; the secret is shown only in this answer.
-async fn create_token(
+#[utoipa::path(post, path = "/api/tokens", tag = "access", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 401, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<NewToken>,
@@ -226,10 +268,13 @@ async fn create_token(
         },
     )
     .await;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": body.name, "token": secret}))).into_response())
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, name: body.name, token: secret })).into_response())
 }
 
-async fn revoke_token(
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "access", params(("id" = i64, Path, description = "Token id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,

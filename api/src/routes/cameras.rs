@@ -12,9 +12,14 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/cameras/status", get(status))
 }
 
+#[utoipa::path(get, path = "/api/cameras/status", tag = "cameras",
+    responses((status = 200, body = Vec<StreamStatus>), (status = 401, body = crate::error::ErrorBody)))]
 /// Every stream's live status: state, codec, resolution, fps, bitrate, last frame, last
 /// error, reconnect and drop counters. URLs never carry credentials.
-async fn status(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<StreamStatus>>, ApiError> {
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<StreamStatus>>, ApiError> {
     let visible = crate::scope::cameras_visible(&state, &caller.user).await?;
     let streams = state.inner.board.snapshot().into_iter().filter(|s| visible.allows(&s.camera)).collect();
     Ok(Json(streams))
