@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod events;
 pub mod nodes;
 pub mod users;
 
