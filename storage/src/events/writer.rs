@@ -440,3 +440,7 @@ impl Driver {
         self.batcher.on_replayed(ReplayOutcome::Progress { written, rejected: rejected + corrupt }, now());
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
