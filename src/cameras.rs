@@ -11,6 +11,27 @@ use tracing::info;
 use crate::config::ResolvedCamera;
 use crate::serve::{CameraDecoder, attach_decoders, stream_specs};
 
+/// The configured cameras as the database records them (URLs without credentials).
+pub fn storage_specs(cameras: &[ResolvedCamera]) -> Vec<panoptes_storage::cameras::CameraSpec> {
+    cameras
+        .iter()
+        .map(|c| panoptes_storage::cameras::CameraSpec {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            enabled: c.enabled,
+            streams: c
+                .streams
+                .iter()
+                .map(|s| panoptes_storage::cameras::StreamSpec {
+                    name: s.name.clone(),
+                    roles: s.roles.clone(),
+                    redacted_url: Some(panoptes_core::redact(&s.url).to_string()),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ChangeReport {

@@ -204,14 +204,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::User { command: UserCommand::Grant { name, cameras, config } } => {
-            for c in &cameras {
-                panoptes_core::CameraId::new(c.clone()).with_context(|| format!("camera id {c:?}"))?;
-            }
+            let ids = cameras
+                .iter()
+                .map(|c| panoptes_core::CameraId::new(c.clone()).with_context(|| format!("camera id {c:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let settings = settings(config.as_deref())?;
+            let specs = crate::cameras::storage_specs(&settings.cameras);
             with_database(config.as_deref(), async |pool| {
+                // Grants name cameras the database knows; record the configured ones first.
+                if !panoptes_storage::nodes::exists(pool, &settings.node_id).await? {
+                    let listen = settings.listen.to_string();
+                    panoptes_storage::nodes::register(
+                        pool,
+                        &settings.node_id,
+                        &listen,
+                        env!("CARGO_PKG_VERSION"),
+                    )
+                    .await?;
+                }
+                panoptes_storage::cameras::sync(pool, &settings.node_id, &specs).await?;
                 let Some(id) = panoptes_storage::auth::user_id(pool, &name).await? else {
                     bail!("no user {name:?}");
                 };
-                panoptes_storage::auth::grant_cameras(pool, id, &cameras).await?;
+                for cam in &ids {
+                    if !specs.iter().any(|s| &s.id == cam) {
+                        bail!("camera {cam} is not in the configuration");
+                    }
+                    panoptes_storage::cameras::grant(pool, id, cam).await?;
+                }
                 Ok(())
             })?;
             eprintln!("granted {name:?}: {}", cameras.join(", "));

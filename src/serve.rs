@@ -98,7 +98,12 @@ pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
 
 /// Re-reads the configuration file and applies camera changes. A file with problems is
 /// reported and ignored: the running cameras stay as they are.
-async fn reload(path: Option<&Path>, running: &Settings, cameras: &mut Cameras) {
+async fn reload(
+    path: Option<&Path>,
+    running: &Settings,
+    pool: &panoptes_storage::PgPool,
+    cameras: &mut Cameras,
+) {
     let Some(path) = path else {
         warn!("SIGHUP ignored: Panoptes was started without a configuration file");
         return;
@@ -113,6 +118,10 @@ async fn reload(path: Option<&Path>, running: &Settings, cameras: &mut Cameras) 
     };
     if new.listen != running.listen || new.config.database.url != running.config.database.url {
         warn!("server and database settings change only at restart; applying camera changes now");
+    }
+    let specs = crate::cameras::storage_specs(&new.cameras);
+    if let Err(e) = panoptes_storage::cameras::sync(pool, &running.node_id, &specs).await {
+        error!(error = %e, "recording the reloaded cameras in the database failed; applying them anyway");
     }
     let r = cameras.apply(&new.cameras).await;
     info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged, "configuration reloaded");
@@ -156,6 +165,13 @@ pub async fn run(
     )
     .await
     .context("registering this node")?;
+    panoptes_storage::cameras::sync(
+        &db.pool,
+        &settings.node_id,
+        &crate::cameras::storage_specs(&settings.cameras),
+    )
+    .await
+    .context("recording the configured cameras in the database")?;
 
     let board = StatusBoard::default();
     let mut cameras = Cameras::new(board.clone());
@@ -207,7 +223,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = root.cancelled() => break,
-            _ = hangup.recv() => reload(config_path.as_deref(), &settings, &mut cameras).await,
+            _ = hangup.recv() => reload(config_path.as_deref(), &settings, &db.pool, &mut cameras).await,
         }
     }
     let limit = Duration::from_secs(settings.config.server.shutdown_timeout_secs);

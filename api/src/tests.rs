@@ -226,7 +226,19 @@ async fn logins_are_rate_limited(pool: PgPool) -> TestResult {
 async fn viewers_see_only_granted_cameras(pool: PgPool) -> TestResult {
     let viewer = add_user(&pool, "vic", Role::Viewer).await;
     add_user(&pool, "root", Role::Admin).await;
-    panoptes_storage::auth::grant_cameras(&pool, viewer, &["lobby".into()]).await?;
+    let specs: Vec<_> = ["gate", "lobby", "yard"]
+        .iter()
+        .map(|c| panoptes_storage::cameras::CameraSpec {
+            id: CameraId::new(*c).unwrap(),
+            name: c.to_string(),
+            enabled: true,
+            streams: vec![],
+        })
+        .collect();
+    let node = panoptes_core::NodeId::new("n1")?;
+    panoptes_storage::nodes::register(&pool, &node, "127.0.0.1:1", "test").await?;
+    panoptes_storage::cameras::sync(&pool, &node, &specs).await?;
+    panoptes_storage::cameras::grant(&pool, viewer, &CameraId::new("lobby")?).await?;
     let app = app(pool, board_with(&["gate", "lobby", "yard"]), ApiConfig::default());
     let cams = |r: &Reply| -> Vec<String> {
         r.json.as_array().unwrap().iter().map(|s| s["camera"].as_str().unwrap().to_owned()).collect()

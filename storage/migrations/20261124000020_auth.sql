@@ -44,11 +44,3 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_actor ON audit_log (actor_id, at);
 
--- Cameras a non-admin user may see (admins see all). Scopes every query, snapshot,
--- recording, live view and alert stream.
-CREATE TABLE camera_grants (
-    user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    camera_id   text NOT NULL,
-    granted_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, camera_id)
-);

@@ -140,28 +140,6 @@ pub async fn user_id(pool: &PgPool, name: &str) -> Result<Option<i64>, sqlx::Err
     Ok(row.map(|r| r.0))
 }
 
-/// The camera ids granted to a user.
-pub async fn granted_cameras(pool: &PgPool, user_id: i64) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT camera_id FROM camera_grants WHERE user_id = $1 ORDER BY camera_id")
-            .bind(user_id)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-/// Grants cameras to a user (idempotent).
-pub async fn grant_cameras(pool: &PgPool, user_id: i64, cameras: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO camera_grants (user_id, camera_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(cameras)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,9 +166,6 @@ mod tests {
         assert!(revoke_token(&pool, id, tid).await?);
         assert!(token_user(&pool, b"t1").await?.is_none());
         assert_eq!(login_candidate(&pool, "op").await?.map(|(u, _)| u.id), Some(id));
-        grant_cameras(&pool, id, &["gate".into(), "lobby".into()]).await?;
-        grant_cameras(&pool, id, &["gate".into()]).await?;
-        assert_eq!(granted_cameras(&pool, id).await?, ["gate", "lobby"]);
         Ok(())
     }
 }

@@ -28,3 +28,10 @@ pub async fn heartbeat(pool: &PgPool, node: &NodeId) -> Result<(), sqlx::Error> 
         .await?;
     Ok(())
 }
+
+/// Whether a node has ever registered.
+pub async fn exists(pool: &PgPool, node: &NodeId) -> Result<bool, sqlx::Error> {
+    let row: Option<(i32,)> =
+        sqlx::query_as("SELECT 1 FROM nodes WHERE id = $1").bind(node.as_str()).fetch_optional(pool).await?;
+    Ok(row.is_some())
+}
