@@ -7,13 +7,21 @@
 //!   system's `initdb`/`pg_ctl`, on a Unix socket only, as an unprivileged user when
 //!   Panoptes runs as root; it is reused on the next start and stopped on shutdown.
 //! - [`MIGRATOR`] holds the schema migrations (`storage/migrations`), run at every start.
-//! - [`users`] and [`nodes`] are the first queries; events, segments and retention follow.
+//! - [`users`] and [`nodes`] are the first queries.
+//! - [`recorder`] writes fragmented MP4 segments per camera stream (no transcoding) on named
+//!   threads and indexes them; [`recorder::recover`] repairs the index after a crash.
+//! - [`retention`] deletes recordings by per-camera bytes and days and a free-disk floor,
+//!   keeping what unreviewed alerts and legal holds need.
+//! - [`export`] remuxes a time range into one MP4 with a manifest.
 //!
 //! What this crate must not do: decode video, run inference or serve HTTP.
 
 pub mod cluster;
 pub mod db;
+pub mod export;
 pub mod nodes;
+pub mod recorder;
+pub mod retention;
 pub mod users;
 
 pub use sqlx::PgPool;
