@@ -112,7 +112,7 @@ impl Writer {
         let mut segmenter: Segmenter<Arc<EncodedFrame>> = Segmenter::new(config.segmenter);
         let mut actions = Vec::new();
         loop {
-            match rt.block_on(tokio::time::timeout(TICK, frames.recv())) {
+            match rt.block_on(async { tokio::time::timeout(TICK, frames.recv()).await }) {
                 Ok(Some(frame)) => {
                     let meta = FrameMeta {
                         pts: frame.pts,
