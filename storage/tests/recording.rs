@@ -34,18 +34,32 @@ fn clips_dir() -> PathBuf {
     cache.join("clips")
 }
 
-/// Splits an Annex B H.264 elementary stream into access units (Annex B, parameter sets
-/// kept in front of key frames) and whether each is a key frame.
-fn access_units(path: &Path) -> Vec<(Bytes, bool)> {
+/// Splits an Annex B elementary stream into access units (Annex B, parameter sets kept in
+/// front of key frames) and whether each is a key frame (H.264 IDR; H.265 IRAP).
+fn access_units_of(path: &Path, codec: VideoCodec) -> Vec<(Bytes, bool)> {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e} (set PANOPTES_CLIPS)", path.display()));
     let mut out = Vec::new();
     let mut cur: Vec<u8> = Vec::new();
     let (mut has_vcl, mut key) = (false, false);
     for nal in annex_b_nals(&data) {
-        let t = nal[0] & 0x1f;
-        let vcl = t == 1 || t == 5;
-        let first_slice = vcl && nal.get(1).is_some_and(|b| b & 0x80 != 0);
-        if has_vcl && (matches!(t, 6..=9) || first_slice) {
+        let (vcl, starts_au, first_slice, is_key) = match codec {
+            VideoCodec::H264 => {
+                let t = nal[0] & 0x1f;
+                let vcl = t == 1 || t == 5;
+                (vcl, matches!(t, 6..=9), vcl && nal.get(1).is_some_and(|b| b & 0x80 != 0), t == 5)
+            }
+            VideoCodec::H265 => {
+                let t = (nal[0] >> 1) & 0x3f;
+                let vcl = t < 32;
+                (
+                    vcl,
+                    matches!(t, 32..=35 | 39),
+                    vcl && nal.get(2).is_some_and(|b| b & 0x80 != 0),
+                    (16..=21).contains(&t),
+                )
+            }
+        };
+        if has_vcl && (starts_au || first_slice) {
             out.push((Bytes::from(std::mem::take(&mut cur)), key));
             has_vcl = false;
             key = false;
@@ -53,7 +67,7 @@ fn access_units(path: &Path) -> Vec<(Bytes, bool)> {
         cur.extend_from_slice(&[0, 0, 0, 1]);
         cur.extend_from_slice(nal);
         has_vcl |= vcl;
-        key |= t == 5;
+        key |= is_key;
     }
     if has_vcl {
         out.push((Bytes::from(cur), key));
@@ -61,9 +75,23 @@ fn access_units(path: &Path) -> Vec<(Bytes, bool)> {
     out
 }
 
+fn access_units(path: &Path) -> Vec<(Bytes, bool)> {
+    access_units_of(path, VideoCodec::H264)
+}
+
 /// Frames of the clip looped `n` times at 25 fps from `t0`.
 fn frames(
     aus: &[(Bytes, bool)],
+    camera: &CameraId,
+    n: usize,
+    t0: SystemTime,
+) -> impl Iterator<Item = Arc<EncodedFrame>> {
+    frames_of(aus, VideoCodec::H264, camera, n, t0)
+}
+
+fn frames_of(
+    aus: &[(Bytes, bool)],
+    codec: VideoCodec,
     camera: &CameraId,
     n: usize,
     t0: SystemTime,
@@ -76,7 +104,7 @@ fn frames(
         Arc::new(EncodedFrame {
             camera: camera.clone(),
             stream: stream.clone(),
-            codec: VideoCodec::H264,
+            codec,
             pts: Pts90k(i as i64 * 3600),
             rtp_timestamp: i as i64 * 3600,
             received: t0 + Duration::from_millis(40 * i as u64),
@@ -254,6 +282,43 @@ async fn thirty_five_minutes_fast_then_a_thirty_minute_export(pool: PgPool) {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&r.manifest_path).unwrap()).unwrap();
     assert_eq!(json["sha256"], m.sha256.as_str());
     assert_eq!(json["segments"][0]["sha256"], rows[2].sha256.as_deref().unwrap());
+    if let Some(result) = chromium_plays(&r.path) {
+        println!("chromium: {result}");
+        assert!(result.starts_with("playing 640x360") && result.ends_with("d=1800.52"), "{result}");
+    }
+}
+
+#[sqlx::test(migrator = "panoptes_storage::MIGRATOR")]
+async fn h265_with_open_gops_records_and_decodes(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let camera = CameraId::new("lane").unwrap();
+    let aus = access_units_of(&clips_dir().join("h265-720p.h265"), VideoCodec::H265);
+    assert_eq!(aus.len(), 600);
+    let cfg = SegmenterConfig { segment: 10 * 90_000, ..SegmenterConfig::default() };
+    let f: Vec<_> = frames_of(&aus, VideoCodec::H265, &camera, 600, start_time()).collect();
+    record(&pool, dir.path(), &camera, cfg, f).await;
+    let rows = rows(&pool).await;
+    assert_eq!(rows.len(), 3);
+    assert_index_matches_disk(&pool, dir.path()).await;
+    for r in &rows {
+        let p = dir.path().join(&r.path);
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=codec_name,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hevc,1280,720");
+        ffmpeg_decodes_cleanly(&p);
+    }
 }
 
 #[sqlx::test(migrator = "panoptes_storage::MIGRATOR")]
@@ -457,8 +522,60 @@ async fn sigkill_mid_segment_leaves_a_playable_file_and_a_matching_index(pool: P
     for r in &after {
         ffmpeg_decodes_cleanly(&dir.path().join(&r.path));
     }
-    // Keep a copy for the browser check (scripts/recording-chromium-check.sh).
     if let Some(keep) = std::env::var_os("REC_KEEP_CRASHED") {
         std::fs::copy(&path, keep).unwrap();
     }
+    // Chromium plays the recovered file to its end.
+    match chromium_plays(&path) {
+        None => println!("chromium not installed: browser check skipped"),
+        Some(result) => {
+            println!("chromium: {result}");
+            assert!(result.starts_with("playing 640x360"), "{result}");
+            let end: f64 = result.rsplit("d=").next().unwrap().parse().unwrap();
+            assert!((end - secs).abs() < 0.05, "{result}");
+        }
+    }
+}
+
+/// Loads `mp4` in a `<video>` in headless Chromium and reports what the page saw:
+/// `playing WxH t=… d=…` once it played past 0.5 s, or `error N`. `None` without Chromium.
+fn chromium_plays(mp4: &Path) -> Option<String> {
+    let chromium = Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        return None;
+    }
+    let page = tempfile::tempdir().unwrap();
+    std::fs::copy(mp4, page.path().join("clip.mp4")).unwrap();
+    std::fs::write(
+        page.path().join("index.html"),
+        r#"<!doctype html><html><body><div id="out">pending</div>
+<video id="v" src="clip.mp4" muted autoplay playsinline></video>
+<script>
+const v = document.getElementById('v'), out = document.getElementById('out');
+v.addEventListener('error', () => out.textContent = 'error ' + (v.error && v.error.code));
+v.addEventListener('timeupdate', () => { if (v.currentTime > 0.5) out.textContent =
+  'playing ' + v.videoWidth + 'x' + v.videoHeight + ' t=' + v.currentTime.toFixed(2) + ' d=' + v.duration.toFixed(2); });
+</script></body></html>"#,
+    )
+    .unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--autoplay-policy=no-user-gesture-required",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.path().join("index.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom.find(r#"<div id="out">"#)? + r#"<div id="out">"#.len();
+    Some(dom[start..].split('<').next().unwrap_or("").to_owned())
 }
