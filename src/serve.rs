@@ -72,6 +72,40 @@ pub fn attach_decoders(
     (specs, handles)
 }
 
+/// A running recorder of one camera stream.
+pub type CameraRecorder = (CameraId, String, panoptes_storage::recorder::RecorderHandle);
+
+/// Starts a segment writer (a named thread) for each of the camera's record streams and
+/// returns the sinks that feed them, with the writers' handles. A writer closes its segment
+/// and exits when its stream's session stops (its queue closes); `index` must outlive it.
+pub fn attach_recorders(
+    camera: &ResolvedCamera,
+    data_dir: &Path,
+    index: &tokio::sync::mpsc::Sender<panoptes_storage::recorder::IndexMessage>,
+    specs: Vec<StreamPlan>,
+) -> (Vec<StreamPlan>, Vec<CameraRecorder>) {
+    use panoptes_storage::recorder;
+    let mut handles = Vec::new();
+    let specs = specs
+        .into_iter()
+        .map(|(spec, mut sinks)| {
+            if camera.enabled && spec.roles.contains(&StreamRole::Record) {
+                let (tx, rx) = tokio::sync::mpsc::channel(recorder::FRAME_QUEUE);
+                let config = recorder::RecorderConfig::default();
+                match recorder::spawn(camera.id.clone(), &spec.stream, data_dir, config, rx, index.clone()) {
+                    Ok(h) => {
+                        sinks.queues.push(KeyframeQueue::new("recorder", tx));
+                        handles.push((camera.id.clone(), spec.stream.clone(), h));
+                    }
+                    Err(e) => warn!(camera = %camera.id, stream = %spec.stream, error = %e, "no recorder"),
+                }
+            }
+            (spec, sinks)
+        })
+        .collect();
+    (specs, handles)
+}
+
 /// Turns a configured camera into the gateway's stream specs.
 pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
     camera

@@ -579,3 +579,63 @@ v.addEventListener('timeupdate', () => { if (v.currentTime > 0.5) out.textConten
     let start = dom.find(r#"<div id="out">"#)? + r#"<div id="out">"#.len();
     Some(dom[start..].split('<').next().unwrap_or("").to_owned())
 }
+
+/// CPU time of this process (user + system).
+fn cpu_time() -> Duration {
+    let r = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    tv(r.user_time()) + tv(r.system_time())
+}
+
+/// Benchmark (docs/BENCHMARKS.md, "Storage: recorder"): the 1080p clip through one
+/// recorder, (1) 10 minutes of media as fast as it goes, (2) 20 s in real time; prints CPU
+/// per media second and bytes written against the stream's bytes. No database: index
+/// messages are drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test --release -p panoptes-storage --test recording bench -- --ignored --nocapture"]
+async fn bench_recorder_1080p() {
+    let aus = access_units(&clips_dir().join("h264-1080p.h264"));
+    let camera = CameraId::new("bench").unwrap();
+    for (label, minutes, real_time) in [("fast", 10.0, false), ("real time", 20.0 / 60.0, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let n = (minutes * 60.0 * 25.0) as usize;
+        let input: u64 = (0..n).map(|i| aus[i % aus.len()].0.len() as u64).sum();
+        let (tx, rx) = mpsc::channel(recorder::FRAME_QUEUE);
+        let (itx, mut irx) = mpsc::channel(recorder::INDEX_QUEUE);
+        let drain = tokio::spawn(async move { while irx.recv().await.is_some() {} });
+        let handle =
+            recorder::spawn(camera.clone(), "main", dir.path(), RecorderConfig::default(), rx, itx).unwrap();
+        let frames: Vec<_> = frames(&aus, &camera, n, start_time()).collect();
+        let (cpu0, wall0) = (cpu_time(), Instant::now());
+        tokio::task::spawn_blocking(move || {
+            for (i, f) in frames.into_iter().enumerate() {
+                if real_time {
+                    let due = Duration::from_millis(40 * i as u64);
+                    if let Some(w) = due.checked_sub(wall0.elapsed()) {
+                        std::thread::sleep(w);
+                    }
+                }
+                tx.blocking_send(f).unwrap();
+            }
+            drop(tx);
+            handle.join();
+        })
+        .await
+        .unwrap();
+        drain.await.unwrap();
+        let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
+        let written: u64 = files_on_disk(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(dir.path().join(p)).unwrap().len())
+            .sum();
+        let media = n as f64 / 25.0;
+        println!(
+            "{label}: {media:.0} s of 1080p in {wall:.2?}, CPU {cpu:.3?} = {:.3} % of a core per stream; \
+             stream {:.0} kbit/s, written {:.0} kbit/s ({:+.2} %)",
+            100.0 * cpu.as_secs_f64() / media,
+            input as f64 * 8.0 / media / 1000.0,
+            written as f64 * 8.0 / media / 1000.0,
+            100.0 * (written as f64 / input as f64 - 1.0),
+        );
+    }
+}

@@ -210,7 +210,9 @@ fn list_segment_files(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Makes the index match the disk. Run it at start, before any recorder of this node
-/// starts writing: it treats every `open` row as left over from a crash.
+/// starts writing: it treats every `open` row of this node (`node`, the same value given
+/// to [`super::run_index`]) as left over from a crash, and every unindexed file under
+/// `<data_dir>/recordings` as written by this node.
 pub async fn recover(
     pool: &PgPool,
     data_dir: &Path,
@@ -223,8 +225,10 @@ pub async fn recover(
 
     // Rows left open.
     let open: Vec<(i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, path, start_time FROM recording_segments WHERE state = 'open' ORDER BY id",
+        "SELECT id, path, start_time FROM recording_segments
+         WHERE state = 'open' AND node_id IS NOT DISTINCT FROM $1 ORDER BY id",
     )
+    .bind(node)
     .fetch_all(pool)
     .await?;
     for (id, rel, start) in open {
