@@ -60,14 +60,8 @@ pub fn spawn(
     index: mpsc::Sender<IndexMessage>,
 ) -> std::io::Result<RecorderHandle> {
     let name: String = format!("rec-{camera}").chars().take(15).collect();
-    let mut writer = Writer {
-        camera,
-        stream: stream.to_owned(),
-        data_dir: data_dir.to_owned(),
-        index,
-        file: None,
-        broken_segment: false,
-    };
+    let mut writer =
+        Writer { camera, stream: stream.to_owned(), data_dir: data_dir.to_owned(), index, file: None };
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let span = info_span!("recorder", camera = %writer.camera, stream = %writer.stream);
         let _enter = span.enter();
@@ -94,9 +88,9 @@ struct Writer {
     stream: String,
     data_dir: PathBuf,
     index: mpsc::Sender<IndexMessage>,
+    /// The open segment; `None` also when it could not be written (samples are then
+    /// skipped until the next segment opens).
     file: Option<SegmentFile>,
-    /// The current segment could not be written; skip until the next one.
-    broken_segment: bool,
 }
 
 impl Writer {
@@ -141,7 +135,6 @@ impl Writer {
             if let Err(e) = self.apply(a) {
                 error!(error = %e, "recording write failed; segment abandoned (recovery indexes what was written)");
                 self.file = None;
-                self.broken_segment = true;
             }
         }
     }
@@ -155,12 +148,10 @@ impl Writer {
     fn apply(&mut self, action: Action<Arc<EncodedFrame>>) -> std::io::Result<()> {
         match action {
             Action::Open { start, first } => {
-                self.broken_segment = false;
                 let track = match TrackConfig::from_keyframe(first.codec, &first.data) {
                     Ok(t) => t,
                     Err(e) => {
                         warn!(pts = first.pts.0, error = %e, "key frame without usable parameter sets; segment skipped");
-                        self.broken_segment = true;
                         return Ok(());
                     }
                 };
