@@ -43,6 +43,11 @@ impl Cameras {
         }
     }
 
+    /// Live access to the running streams, for the API.
+    pub fn live_source(&self) -> panoptes_camera_gateway::GatewayLive {
+        self.gateway.live_source()
+    }
+
     /// Makes the running set match `wanted`.
     pub async fn apply(&mut self, wanted: &[ResolvedCamera]) -> ChangeReport {
         let mut report = ChangeReport::default();

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Seconds a graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout_secs: u64,
+    /// Mark the session cookie `Secure`: set when browsers reach Panoptes over HTTPS
+    /// (directly or through a proxy).
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             metrics_token_env: None,
             metrics_token_file: None,
             shutdown_timeout_secs: 30,
+            secure_cookies: false,
         }
     }
 }

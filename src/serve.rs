@@ -214,7 +214,24 @@ pub async fn run(
         })
     };
 
-    let state = panoptes_api::AppState::new(db.pool.clone(), board, metrics, settings.metrics_token.clone());
+    // No user yet: a one-time setup token for creating the first admin over HTTP.
+    let setup_token_hash = if panoptes_storage::users::count(&db.pool).await.context("counting users")? == 0 {
+        let token = panoptes_api::session::new_secret();
+        warn!(
+            "no users yet: create the first admin with `panoptes user add NAME --role admin`, or POST \
+             /api/setup {{\"token\": \"{token}\", \"name\": …, \"password\": …}} (this token works once)"
+        );
+        Some(panoptes_api::session::hash_secret(&token))
+    } else {
+        None
+    };
+    let api_config = panoptes_api::ApiConfig {
+        metrics_token: settings.metrics_token.clone(),
+        secure_cookies: settings.config.server.secure_cookies,
+        setup_token_hash,
+    };
+    let live = std::sync::Arc::new(cameras.live_source());
+    let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);
     let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %settings.listen, "HTTP server listening");

@@ -81,6 +81,18 @@ async fn tcp_and_udp_sessions_stream() {
         assert!((20.0..=30.0).contains(&fps), "{stream}: fps {fps}");
         assert!(bitrate_bps > 50_000.0, "{stream}: bitrate {bitrate_bps}");
     }
+    // The API's seam: a live feed starts with the cached GOP, then new frames follow.
+    use futures::StreamExt;
+    use panoptes_core::LiveSource;
+    let live = gw.live_source();
+    let cam = CameraId::new("cam").unwrap();
+    let mut feed = live.subscribe(&cam, "tcp").expect("running stream");
+    assert!(feed.backlog.first().is_some_and(|f| f.keyframe), "backlog starts at a key frame");
+    let next = tokio::time::timeout(Duration::from_secs(2), feed.frames.next()).await.unwrap().unwrap();
+    assert!(next.pts > feed.backlog.last().unwrap().pts);
+    assert!(live.subscribe(&cam, "nope").is_none());
+    gw.remove_camera(&cam).await;
+    assert!(live.subscribe(&cam, "tcp").is_none(), "removed cameras are gone from the live map");
     gw.shutdown().await;
 }
 

@@ -1,7 +1,8 @@
-//! Errors at the HTTP edge: JSON with a stable code, never internals.
+//! Errors at the HTTP edge: JSON `{code, message, field?}` with a stable code, never
+//! internals (those go to the log).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -11,33 +12,90 @@ pub enum ApiError {
     /// No or wrong credentials.
     #[error("authentication required")]
     Unauthorized,
+    /// Wrong user name or password.
+    #[error("wrong user name or password")]
+    BadLogin,
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// A request field is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field's path in the request.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The thing does not exist (or is not visible to the caller).
+    #[error("not found")]
+    NotFound,
+    /// Too many attempts; try again later.
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// The feature is switched off by configuration.
     #[error("{0}")]
     Disabled(&'static str),
+    /// Something failed on our side; details are in the log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error while serving a request");
+        ApiError::Internal
+    }
+}
+
+impl ApiError {
+    /// An invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::BadLogin => (StatusCode::UNAUTHORIZED, "bad_login"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     code: &'a str,
     message: String,
-}
-
-impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
-        match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled"),
-        }
-    }
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let mut resp = (status, Json(Body { code, message: self.to_string() })).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        let field = match &self {
+            ApiError::Invalid { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let mut resp = (status, Json(Body { code, message: self.to_string(), field })).into_response();
+        match &self {
+            ApiError::Unauthorized => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
         }
         resp
     }

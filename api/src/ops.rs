@@ -63,7 +63,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics, for a scraper holding the configured bearer token.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(expected) = state.inner.metrics_token.as_deref() else {
+    let Some(expected) = state.inner.config.metrics_token.as_deref() else {
         return Err(ApiError::Disabled(
             "metrics are disabled: set server.metrics_token_env or server.metrics_token_file",
         ));
@@ -80,7 +80,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
 }
 
 /// Compares without an early exit, so response time does not leak how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -101,7 +101,13 @@ mod tests {
         let pool = panoptes_storage::PgPool::connect_lazy("postgres://127.0.0.1:1/none")
             .unwrap_or_else(|e| unreachable!("lazy pool: {e}"));
         let handle = PrometheusBuilder::new().build_recorder().handle();
-        let state = AppState::new(pool, StatusBoard::default(), handle, token.map(str::to_owned));
+        let state = AppState::new(
+            pool,
+            StatusBoard::default(),
+            std::sync::Arc::new(crate::tests::NoLive),
+            handle,
+            crate::ApiConfig { metrics_token: token.map(str::to_owned), ..Default::default() },
+        );
         crate::router(state)
     }
 

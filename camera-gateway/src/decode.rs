@@ -302,7 +302,8 @@ impl Worker {
             self.logged_choice = true;
             let why = if reasons.is_empty() { String::new() } else { format!("; {}", reasons.join("; ")) };
             let msg = format!("decoder: using {} for {:?}{why}", open.backend.name(), frame.codec);
-            if reasons.is_empty() {
+            // Falling back is news only when a GPU was asked for explicitly.
+            if reasons.is_empty() || self.settings.choice == DecoderChoice::Auto {
                 info!("{msg}");
             } else {
                 warn!("{msg}");

@@ -2,9 +2,9 @@
 //! the others.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use panoptes_core::{CameraId, StatusBoard, StreamPhase};
+use panoptes_core::{CameraId, LiveFeed, LiveSource, StatusBoard, StreamPhase};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -27,9 +27,30 @@ pub struct StreamSinks {
     pub queues: Vec<KeyframeQueue>,
 }
 
+/// Running streams by camera and stream name.
+type LiveMap = HashMap<(CameraId, String), Arc<Fanout>>;
+
+/// Live access to the gateway's running streams, shareable with the API.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayLive {
+    streams: Arc<RwLock<LiveMap>>,
+}
+
+impl LiveSource for GatewayLive {
+    fn subscribe(&self, camera: &CameraId, stream: &str) -> Option<LiveFeed> {
+        let map = self.streams.read().unwrap_or_else(PoisonError::into_inner);
+        let sub = map.get(&(camera.clone(), stream.to_owned()))?.subscribe_live();
+        let backlog = sub.backlog.clone();
+        let frames =
+            futures::stream::unfold(sub, |mut sub| async move { sub.next().await.map(|f| (f, sub)) });
+        Some(LiveFeed { backlog, frames: Box::pin(frames) })
+    }
+}
+
 /// Owns one supervisor task per camera stream.
 #[derive(Debug)]
 pub struct Gateway {
+    live: GatewayLive,
     board: StatusBoard,
     root: CancellationToken,
     cameras: HashMap<CameraId, RunningCamera>,
@@ -38,7 +59,12 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway publishing to `board`; every camera stops when `root` is cancelled.
     pub fn new(board: StatusBoard, root: CancellationToken) -> Self {
-        Gateway { board, root, cameras: HashMap::new() }
+        Gateway { live: GatewayLive::default(), board, root, cameras: HashMap::new() }
+    }
+
+    /// Live access to the running streams.
+    pub fn live_source(&self) -> GatewayLive {
+        self.live.clone()
     }
 
     /// The status board the gateway writes.
@@ -68,6 +94,11 @@ impl Gateway {
                 fanout.add_queue(q);
             }
             fanouts.insert(spec.stream.clone(), fanout.clone());
+            self.live
+                .streams
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((camera.clone(), spec.stream.clone()), fanout.clone());
             self.board.set(initial_status(&spec, StreamPhase::Connecting));
             tasks.spawn(supervise(spec, self.board.clone(), fanout, cancel.clone()));
         }
@@ -83,6 +114,7 @@ impl Gateway {
 
     /// Stops a camera's streams and waits for them to end.
     pub async fn remove_camera(&mut self, camera: &CameraId) {
+        self.live.streams.write().unwrap_or_else(PoisonError::into_inner).retain(|(c, _), _| c != camera);
         if let Some(running) = self.cameras.remove(camera) {
             running.cancel.cancel();
             running.tasks.wait().await;

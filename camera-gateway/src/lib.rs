@@ -20,7 +20,7 @@ mod timeline;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use fanout::{Fanout, KeyframeQueue, LiveSubscription, Offer, SharedFrame};
-pub use gateway::{Gateway, StreamSinks};
+pub use gateway::{Gateway, GatewayLive, StreamSinks};
 pub use rate::RateWindow;
 pub use session::{Credentials, SessionError, StreamSpec, Timeouts, Transport};
 pub use timeline::{Step, Timeline};

@@ -8,10 +8,12 @@
 
 pub mod frame;
 pub mod ids;
+pub mod live;
 pub mod status;
 pub mod url;
 
 pub use frame::{EncodedFrame, Pts90k, VideoCodec};
 pub use ids::{CameraId, IdError, NodeId};
+pub use live::{LiveFeed, LiveSource};
 pub use status::{StatusBoard, StreamPhase, StreamRole, StreamStatus};
 pub use url::{RedactedUrl, redact};

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -51,14 +51,22 @@ pub async fn connect(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let result = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await;
+        // One plain connection first: its error says what is wrong (refused, unknown host,
+        // bad password), where the pool would only report a timeout.
+        let result = match options.connect().await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(pool) => {
-                info!(target = %target, attempts, "connected to PostgreSQL");
+                info!(server = %target, attempts, "connected to PostgreSQL");
                 return Ok(pool);
             }
             Err(e) => {
@@ -71,7 +79,7 @@ pub async fn connect(
                         last_error: e.to_string(),
                     });
                 }
-                warn!(target = %target, error = %e, retry_in = ?delay, "PostgreSQL not reachable yet");
+                warn!(server = %target, error = %e, retry_in = ?delay, "PostgreSQL not reachable yet");
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ConnectError::Cancelled(target)),
                     _ = tokio::time::sleep(delay) => {}
@@ -88,5 +96,37 @@ pub async fn ping(pool: &PgPool, limit: Duration) -> Result<(), String> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_server_is_named_with_the_real_error() {
+        // Port 1 on loopback: nothing listens there.
+        let Ok(options) = "postgres://panoptes@127.0.0.1:1/panoptes".parse::<PgConnectOptions>() else {
+            panic!("bad test URL")
+        };
+        let cancel = CancellationToken::new();
+        let err = connect(options, 2, Duration::from_millis(800), &cancel).await.err();
+        let Some(ConnectError::Unreachable { target, attempts, last_error, .. }) = err else {
+            panic!("expected Unreachable, got {err:?}")
+        };
+        assert_eq!(target, "127.0.0.1:1 database panoptes");
+        assert!(attempts >= 2, "retried: {attempts}");
+        assert!(last_error.contains("refused"), "{last_error}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_interrupts_the_retries() {
+        let Ok(options) = "postgres://panoptes@127.0.0.1:1/panoptes".parse::<PgConnectOptions>() else {
+            panic!("bad test URL")
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let err = connect(options, 2, Duration::from_secs(60), &cancel).await.err();
+        assert!(matches!(err, Some(ConnectError::Cancelled(_))), "{err:?}");
     }
 }

@@ -16,6 +16,8 @@
 //!
 //! What this crate must not do: decode video, run inference or serve HTTP.
 
+pub mod audit;
+pub mod auth;
 pub mod cluster;
 pub mod db;
 pub mod export;

@@ -1,0 +1,4 @@
+//! REST resources under `/api`.
+
+pub mod access;
+pub mod cameras;

