@@ -9,7 +9,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::ResolvedCamera;
-use crate::serve::{CameraDecoder, attach_decoders, stream_specs};
+use std::path::PathBuf;
+
+use panoptes_storage::recorder::IndexMessage;
+use tokio::sync::mpsc;
+
+use crate::serve::{CameraDecoder, CameraRecorder, attach_decoders, attach_recorders, stream_specs};
 
 /// The configured cameras as the database records them (URLs without credentials).
 pub fn storage_specs(cameras: &[ResolvedCamera]) -> Vec<panoptes_storage::cameras::CameraSpec> {
@@ -45,22 +50,36 @@ pub struct ChangeReport {
     pub unchanged: usize,
 }
 
-/// Cameras, their gateway sessions and their decoders.
+/// Where recorders write and index.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// The data directory (segments go under `recordings/`).
+    pub data_dir: PathBuf,
+    /// The index writer's queue.
+    pub index: mpsc::Sender<IndexMessage>,
+}
+
+/// Cameras, their gateway sessions, decoders and recorders.
 #[derive(Debug)]
 pub struct Cameras {
     gateway: Gateway,
+    recording: Option<Recording>,
     current: BTreeMap<CameraId, ResolvedCamera>,
     decoders: HashMap<CameraId, Vec<CameraDecoder>>,
+    recorders: Vec<CameraRecorder>,
 }
 
 impl Cameras {
-    /// An empty set publishing to `board`.
-    pub fn new(board: StatusBoard) -> Self {
+    /// An empty set publishing to `board`; streams with the `record` role are recorded when
+    /// `recording` is given.
+    pub fn new(board: StatusBoard, recording: Option<Recording>) -> Self {
         // Not a child of the process's root token: shutdown stops cameras in its own turn.
         Cameras {
             gateway: Gateway::new(board, CancellationToken::new()),
+            recording,
             current: BTreeMap::new(),
             decoders: HashMap::new(),
+            recorders: Vec::new(),
         }
     }
 
@@ -93,7 +112,12 @@ impl Cameras {
             }
             // Old decoders end when the old sessions (their only feeders) stop.
             self.decoders.remove(&cam.id);
-            let (plans, handles) = attach_decoders(cam, stream_specs(cam));
+            let (mut plans, handles) = attach_decoders(cam, stream_specs(cam));
+            if let Some(rec) = &self.recording {
+                let (p, writers) = attach_recorders(cam, &rec.data_dir, &rec.index, plans);
+                plans = p;
+                self.recorders.extend(writers);
+            }
             self.gateway.set_camera(cam.id.clone(), cam.enabled, plans).await;
             self.decoders.insert(cam.id.clone(), handles);
             self.current.insert(cam.id.clone(), cam.clone());
@@ -101,8 +125,20 @@ impl Cameras {
         report
     }
 
-    /// Stops every camera.
+    /// Stops every camera, then waits for the recorders to close their segments.
     pub async fn shutdown(self) {
         self.gateway.shutdown().await;
+        // Their queues closed with the sessions; each writer finishes its segment and exits.
+        let recorders = self.recorders;
+        let joined = tokio::task::spawn_blocking(move || {
+            for (camera, stream, handle) in recorders {
+                handle.join();
+                tracing::debug!(%camera, stream, "recorder closed");
+            }
+        })
+        .await;
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "joining the recorders failed");
+        }
     }
 }

@@ -29,6 +29,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How long recordings are kept (per-camera overrides in `[[cameras]]`).
+    pub retention: RetentionConfig,
     /// The cameras (`[[cameras]]` tables).
     pub cameras: Vec<CameraConfig>,
 }
@@ -120,6 +122,28 @@ impl Default for EmbeddedDatabaseConfig {
     }
 }
 
+/// `[retention]`: recordings are deleted by age and by size, whichever comes first, and
+/// whenever free disk space falls under the floor. Segments that an unreviewed alert or a
+/// legal hold needs are kept, unless only deleting them keeps the disk above the floor.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Days of recordings kept per camera (0: no age limit).
+    pub max_days: u32,
+    /// Gigabytes of recordings kept per camera (0: no size limit).
+    pub max_gb: f64,
+    /// Gigabytes that must stay free on the recordings' disk.
+    pub min_free_gb: f64,
+    /// Seconds between retention passes.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { max_days: 30, max_gb: 0.0, min_free_gb: 5.0, interval_secs: 60 }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -192,6 +216,10 @@ pub struct CameraConfig {
     pub detect_width: u32,
     /// Height the detect stream is scaled to for analytics, in pixels.
     pub detect_height: u32,
+    /// Days of this camera's recordings to keep; overrides `retention.max_days`.
+    pub retention_days: Option<u32>,
+    /// Gigabytes of this camera's recordings to keep; overrides `retention.max_gb`.
+    pub retention_gb: Option<f64>,
     /// The camera's streams (`[[cameras.streams]]`), e.g. a `main` and a `sub` stream.
     pub streams: Vec<StreamConfig>,
 }
@@ -206,6 +234,8 @@ impl Default for CameraConfig {
             detect_fps: 5.0,
             detect_width: 640,
             detect_height: 360,
+            retention_days: None,
+            retention_gb: None,
             streams: Vec::new(),
         }
     }
@@ -518,6 +548,15 @@ fn validate(
             None
         }
     };
+    let r = &config.retention;
+    for (field, v) in [("retention.max_gb", r.max_gb), ("retention.min_free_gb", r.min_free_gb)] {
+        if !(v.is_finite() && v >= 0.0) {
+            push(field, format!("{v} is not a size in GB (0 or more)"));
+        }
+    }
+    if r.interval_secs == 0 {
+        push("retention.interval_secs", "must be at least 1".into());
+    }
     if config.server.shutdown_timeout_secs == 0 {
         push("server.shutdown_timeout_secs", "must be at least 1".into());
     }
@@ -592,6 +631,12 @@ fn validate(
                     message: format!("{v} is not an even number within [16, 4096]"),
                 });
             }
+        }
+        if cam.retention_gb.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            problems.push(Problem {
+                path: format!("{base}.retention_gb"),
+                message: "is not a size in GB (0 or more)".into(),
+            });
         }
         if cam.streams.is_empty() {
             problems.push(Problem {

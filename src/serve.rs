@@ -72,6 +72,40 @@ pub fn attach_decoders(
     (specs, handles)
 }
 
+/// A running recorder of one camera stream.
+pub type CameraRecorder = (CameraId, String, panoptes_storage::recorder::RecorderHandle);
+
+/// Starts a segment writer (a named thread) for each of the camera's record streams and
+/// returns the sinks that feed them, with the writers' handles. A writer closes its segment
+/// and exits when its stream's session stops (its queue closes); `index` must outlive it.
+pub fn attach_recorders(
+    camera: &ResolvedCamera,
+    data_dir: &Path,
+    index: &tokio::sync::mpsc::Sender<panoptes_storage::recorder::IndexMessage>,
+    specs: Vec<StreamPlan>,
+) -> (Vec<StreamPlan>, Vec<CameraRecorder>) {
+    use panoptes_storage::recorder;
+    let mut handles = Vec::new();
+    let specs = specs
+        .into_iter()
+        .map(|(spec, mut sinks)| {
+            if camera.enabled && spec.roles.contains(&StreamRole::Record) {
+                let (tx, rx) = tokio::sync::mpsc::channel(recorder::FRAME_QUEUE);
+                let config = recorder::RecorderConfig::default();
+                match recorder::spawn(camera.id.clone(), &spec.stream, data_dir, config, rx, index.clone()) {
+                    Ok(h) => {
+                        sinks.queues.push(KeyframeQueue::new("recorder", tx));
+                        handles.push((camera.id.clone(), spec.stream.clone(), h));
+                    }
+                    Err(e) => warn!(camera = %camera.id, stream = %spec.stream, error = %e, "no recorder"),
+                }
+            }
+            (spec, sinks)
+        })
+        .collect();
+    (specs, handles)
+}
+
 /// Turns a configured camera into the gateway's stream specs.
 pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
     camera
@@ -94,6 +128,31 @@ pub fn stream_specs(camera: &ResolvedCamera) -> Vec<StreamPlan> {
         })
         .map(|spec| (spec, StreamSinks::default()))
         .collect()
+}
+
+/// The retention policy the configuration asks for.
+pub fn retention_policy(settings: &Settings) -> panoptes_storage::retention::RetentionPolicy {
+    use panoptes_storage::retention::{CameraLimits, RetentionPolicy};
+    const GB: f64 = 1e9;
+    let limits = |days: u32, gb: f64| CameraLimits {
+        max_bytes: (gb > 0.0).then_some((gb * GB) as u64),
+        max_age: (days > 0).then(|| chrono::Duration::days(i64::from(days))),
+    };
+    let r = &settings.config.retention;
+    let cameras = settings
+        .config
+        .cameras
+        .iter()
+        .map(|c| {
+            let l = limits(c.retention_days.unwrap_or(r.max_days), c.retention_gb.unwrap_or(r.max_gb));
+            (c.id.clone(), l)
+        })
+        .collect();
+    RetentionPolicy {
+        cameras,
+        default: limits(r.max_days, r.max_gb),
+        free_floor: (r.min_free_gb * GB) as u64,
+    }
 }
 
 /// Re-reads the configuration file and applies camera changes. A file with problems is
@@ -173,12 +232,43 @@ pub async fn run(
     .await
     .context("recording the configured cameras in the database")?;
 
+    // Recordings: repair the index after a crash before any recorder writes, then run the
+    // index writer and retention until shutdown step 3.
+    let data_dir = settings.config.server.data_dir.clone();
+    let node = settings.node_id.to_string();
+    let recovered = panoptes_storage::recorder::recover(&db.pool, &data_dir, Some(&node))
+        .await
+        .context("checking recordings against their index")?;
+    info!(?recovered, "recordings checked");
+    let writers = CancellationToken::new();
+    let (index_tx, index_rx) = tokio::sync::mpsc::channel(panoptes_storage::recorder::INDEX_QUEUE);
+    let index_task = tokio::spawn(panoptes_storage::recorder::run_index(
+        db.pool.clone(),
+        Some(node),
+        index_rx,
+        writers.clone(),
+    ));
+    let retention_task = tokio::spawn(panoptes_storage::retention::run(
+        db.pool.clone(),
+        data_dir.clone(),
+        retention_policy(&settings),
+        Duration::from_secs(settings.config.retention.interval_secs),
+        writers.clone(),
+    ));
+    // Events: batched into PostgreSQL, spooled to disk while it is away.
+    let (events, event_writer) = panoptes_storage::events::EventWriter::start(
+        db.pool.clone(),
+        panoptes_storage::events::WriterConfig::new(data_dir.join("spool/events.spool")),
+        writers.clone(),
+    )
+    .await;
+
     let board = StatusBoard::default();
-    let mut cameras = Cameras::new(board.clone());
+    let recording = crate::cameras::Recording { data_dir: data_dir.clone(), index: index_tx };
+    let mut cameras = Cameras::new(board.clone(), Some(recording));
     let report = cameras.apply(&settings.cameras).await;
     info!(cameras = report.added.len(), "cameras started");
 
-    let writers = CancellationToken::new();
     let heartbeat = {
         let (pool, node, cancel) = (db.pool.clone(), settings.node_id.clone(), writers.clone());
         tokio::spawn(async move {
@@ -214,9 +304,12 @@ pub async fn run(
     };
     let live = std::sync::Arc::new(cameras.live_source());
     let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);
+    // The bound address (the configured port may be 0: any free port).
+    let local_addr =
+        listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| settings.listen.to_string());
     let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
-    info!(listen = %settings.listen, "HTTP server listening");
+    info!(listen = %local_addr, "HTTP server listening");
 
     // Run until shutdown; reload the cameras on SIGHUP.
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -239,8 +332,15 @@ pub async fn run(
         // Their input closed, the decoder threads end by themselves.
         cameras.shutdown().await;
         info!("shutdown 3/4: pending writes finish");
+        // Analytics (the only event source) has stopped with the cameras.
+        drop(events);
         writers.cancel();
         let _ = heartbeat.await;
+        let _ = retention_task.await;
+        // The recorders (the only index senders) are gone: the index drains and ends.
+        let _ = index_task.await;
+        let status = event_writer.finished().await;
+        info!(?status, "event writer flushed");
         info!("shutdown 4/4: database closes");
         db.close().await;
     };

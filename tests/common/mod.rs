@@ -53,9 +53,9 @@ pub struct Camera {
 }
 
 impl Camera {
+    /// Starts a camera on a port the system picks.
     pub fn start() -> Camera {
-        let port = free_port();
-        let mut cam = Camera { port, child: None };
+        let mut cam = Camera { port: 0, child: None };
         cam.spawn();
         cam
     }
@@ -73,12 +73,17 @@ impl Camera {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("READY ") {
-                    let _ = tx.send(());
+                // READY rtsp://127.0.0.1:PORT
+                if let Some(port) = line.strip_prefix("READY ").and_then(|u| u.rsplit(':').next()) {
+                    let _ = tx.send(port.trim_end_matches('/').parse::<u16>().unwrap_or(0));
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30)).expect("test camera did not print READY within 30 s");
+        let port =
+            rx.recv_timeout(Duration::from_secs(30)).expect("test camera did not print READY within 30 s");
+        assert!(port != 0, "test camera printed no port");
+        // A restart keeps the port the first start got.
+        self.port = port;
         self.child = Some(child);
     }
 
@@ -167,7 +172,15 @@ impl Panoptes {
             .spawn()
             .unwrap();
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        Panoptes { child: Some(child), port, log, metrics_token: token, client }
+        let mut p = Panoptes { child: Some(child), port: 0, log, metrics_token: token, client };
+        // The server reports the port it bound ("HTTP server listening listen=127.0.0.1:N").
+        p.port = wait_for(Duration::from_secs(90), "the HTTP server to listen", || {
+            p.assert_running();
+            let text = p.log_text();
+            let line = text.lines().find(|l| l.contains("HTTP server listening"))?;
+            line.rsplit("127.0.0.1:").next()?.split_whitespace().next()?.parse().ok()
+        });
+        p
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -231,6 +244,14 @@ impl Panoptes {
         }
     }
 
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self, limit: Duration) -> ExitStatus {
         let mut c = self.child.take().expect("running");
@@ -284,6 +305,14 @@ impl TestDatabase {
             use sqlx::Connection;
             let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
             sqlx::query(sql).execute(&mut c).await.unwrap();
+        })
+    }
+
+    pub fn rows3(&self, sql: &str) -> Vec<(String, i64, String)> {
+        self.rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
         })
     }
 
