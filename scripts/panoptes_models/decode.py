@@ -177,7 +177,7 @@ def decode_nanodet(outputs: dict, spec: dict, lb: Letterbox, threshold: float) -
     x2, y2 = lb.to_original(b[:, 2], b[:, 3])
     dets = [Detection(float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i]), float(sc[i]),
                       int(cl[i]), labels[int(cl[i])]) for i in range(len(sc))]
-    return nms(dets, dec.get("nms_iou", 0.5))
+    return nms(dets, dec.get("nms_iou", 0.5), per_class=not dec.get("class_agnostic_nms", False))
 
 
 def decode_centernet(outputs: dict, spec: dict, lb: Letterbox, threshold: float) -> list[Detection]:
@@ -200,7 +200,7 @@ def decode_centernet(outputs: dict, spec: dict, lb: Letterbox, threshold: float)
         ox1, oy1 = lb.to_original(x1, y1)
         ox2, oy2 = lb.to_original(x2, y2)
         dets.append(Detection(float(ox1), float(oy1), float(ox2), float(oy2), float(score), c, labels[c]))
-    return nms(dets, dec.get("nms_iou", 0.5))
+    return nms(dets, dec.get("nms_iou", 0.5), per_class=not dec.get("class_agnostic_nms", False))
 
 
 def decode_centerface(outputs: dict, spec: dict, lb: Letterbox, threshold: float) -> list[Detection]:
