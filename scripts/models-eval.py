@@ -126,6 +126,106 @@ def draw(image_path: Path, boxes, results: dict, out: Path) -> None:
     img.save(out)
 
 
+def _face_crops(face_spec: dict, images, threads: int):
+    """Run the face detector; yield (image id, person, crop) for detections matching a
+    ground-truth face that names a person."""
+    from PIL import Image
+
+    det = Runner(face_spec, str(cache.cache_dir() / "models" / face_spec["file"]), threads)
+    for img, img_path in images:
+        faces = [b for b in img["boxes"] if b["class"] == "face" and b.get("person")]
+        if not faces:
+            continue
+        pil = Image.open(img_path).convert("RGB")
+        dets = det.detect(pil, face_spec["score_threshold"])
+        for b in faces:
+            best = max(dets, key=lambda d: iou(d.box(), tuple(b["box"])), default=None)
+            if best is None or iou(best.box(), tuple(b["box"])) < 0.5:
+                continue
+            yield img["id"], b["person"], pil.crop(tuple(int(round(v)) for v in best.box()))
+
+
+def eval_embedding(spec: dict, path: Path, face_spec: dict, images, threads: int, report: dict) -> list[str]:
+    """Cosine similarity of face descriptors: same person vs different people."""
+    import itertools
+
+    import numpy as np
+
+    from panoptes_models.decode import Embedder, cosine
+
+    emb = Embedder(spec, str(path), threads)
+    items = []
+    times = []
+    for img_id, person, crop in _face_crops(face_spec, images, threads):
+        t = time.perf_counter()
+        items.append((img_id, person, emb.embed(crop)))
+        times.append((time.perf_counter() - t) * 1e3)
+    same, diff = [], []
+    for (ia, pa, ea), (ib, pb, eb) in itertools.combinations(items, 2):
+        (same if pa == pb else diff).append(cosine(ea, eb))
+    thr = spec["score_threshold"]
+
+    def stats(v):
+        return f"{min(v):.2f} / {statistics.mean(v):.2f} / {max(v):.2f}" if v else "-"
+
+    ok_same = sum(s >= thr for s in same)
+    ok_diff = sum(d < thr for d in diff)
+    report["models"][spec["id"]] = {
+        "faces": len(items), "people": len({p for _, p, _ in items}),
+        "same_pairs": len(same), "different_pairs": len(diff),
+        "same_cosine_min_mean_max": [round(min(same), 3), round(statistics.mean(same), 3), round(max(same), 3)] if same else None,
+        "different_cosine_min_mean_max": [round(min(diff), 3), round(statistics.mean(diff), 3), round(max(diff), 3)] if diff else None,
+        "threshold": thr, "same_accepted": ok_same, "different_rejected": ok_diff,
+        "ms_per_face_median": round(statistics.median(times), 1) if times else None,
+    }
+    return [f"### {spec['id']} (face descriptors of {len(items)} detected faces, "
+            f"{len({p for _, p, _ in items})} people; crops from {face_spec['id']})\n",
+            "| pairs | count | cosine min / mean / max | correct at threshold " + str(thr) + " |",
+            "| --- | ---: | --- | ---: |",
+            f"| same person | {len(same)} | {stats(same)} | {ok_same}/{len(same)} |",
+            f"| different people | {len(diff)} | {stats(diff)} | {ok_diff}/{len(diff)} |",
+            f"\n{report['models'][spec['id']]['ms_per_face_median']} ms per face (median, incl. resize).\n"]
+
+
+def eval_text(det_spec: dict, det_path: Path, rec_spec: dict | None, images, threads: int,
+              report: dict) -> list[str]:
+    """Detect text lines, read them, and look for the words ground truth lists in `texts`."""
+    from PIL import Image
+
+    from panoptes_models.decode import Recognizer
+
+    if rec_spec is None:
+        return []
+    rec_path = cache.cache_dir() / "models" / rec_spec["file"]
+    if not rec_path.exists():
+        raise SystemExit(f"error: {rec_spec['id']}: not installed; run scripts/models-fetch.py {rec_spec['id']}")
+    det = Runner(det_spec, str(det_path), threads)
+    rec = Recognizer(rec_spec, str(rec_path), threads)
+    lines = [f"### {det_spec['id']} + {rec_spec['id']} (text boxes >= {det_spec['score_threshold']}, "
+             f"strings >= {rec_spec['score_threshold']})\n",
+             "| image | expected | read (in box order) | found | ms |", "| --- | --- | --- | ---: | ---: |"]
+    out = {}
+    for img, img_path in images:
+        want = img.get("texts")
+        if not want:
+            continue
+        pil = Image.open(img_path).convert("RGB")
+        t = time.perf_counter()
+        read = []
+        for b in det.detect(pil, det_spec["score_threshold"]):
+            text, score = rec.read(pil.crop(tuple(int(round(v)) for v in b.box())))
+            if text and score >= rec_spec["score_threshold"]:
+                read.append(text)
+        ms = (time.perf_counter() - t) * 1e3
+        norm = [r.replace(" ", "").lower() for r in read]
+        found = [w for w in want if any(w.replace(" ", "").lower() in r for r in norm)]
+        out[img["id"]] = {"expected": want, "read": read, "found": found, "ms": round(ms)}
+        lines.append(f"| {img['id']} | {', '.join(want)} | {' / '.join(read)} | "
+                     f"{len(found)}/{len(want)} | {ms:.0f} |")
+    report["models"][det_spec["id"]] = out
+    return lines + [""]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ids", nargs="*", help="model ids (default: every face and object model)")
@@ -143,7 +243,7 @@ def main() -> int:
     gt = tomllib.loads(GROUND_TRUTH.read_text())
     vehicle = set(gt["vehicle_classes"])
     iou_min = gt["iou"]
-    ids = a.ids or [m["id"] for m in data["model"] if m["role"] in ("face", "object")]
+    ids = a.ids or [m["id"] for m in data["model"]]
     for i in ids:
         if i not in specs:
             raise SystemExit(f"error: unknown model id {i!r}")
@@ -168,6 +268,14 @@ def main() -> int:
             print(f"error: {mid}: model not installed at {path}; run scripts/models-fetch.py {mid}",
                   file=sys.stderr)
             return 1
+        if spec["role"] == "face_embedding":
+            md += eval_embedding(spec, path, specs[data["defaults"]["face"]], images, a.threads, report)
+            continue
+        if spec["role"] == "text":
+            if spec["decoder"]["family"] == "dbnet":
+                rec = next((m for m in data["model"] if m["decoder"]["family"] == "ctc"), None)
+                md += eval_text(spec, path, rec, images, a.threads, report)
+            continue
         classes = {"face"} if spec["role"] == "face" else vehicle
         runner = Runner(spec, str(path), a.threads)
         thr = spec["score_threshold"]

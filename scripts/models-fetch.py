@@ -84,7 +84,7 @@ def build(m: dict, force: bool) -> str:
         shutil.rmtree(work)
     t = Timer()
     members = [(src["path"], src["sha256"])] + [(e["path"], e["sha256"]) for e in src.get("extra", [])]
-    extracted = cache.extract_members(archive, [p for p, _ in members], work, mid)
+    extracted = cache.extract_members(archive, [p for p, _ in members], work / "src", mid)
     for (path, want), f in zip(members, extracted):
         got = cache.sha256_file(f)
         if got != want:
@@ -213,6 +213,11 @@ def main() -> int:
         except StepError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             failed.append(f"{e.item} ({e.step})")
+        except (OSError, ValueError, KeyError) as e:  # a bug or a broken cache: name the model
+            import traceback
+            traceback.print_exc()
+            print(f"error: {m['id']}: unexpected {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            failed.append(f"{m['id']} (unexpected)")
     print(f"== done in {total}: {len(selected) - len(failed)} ok, {len(failed)} failed"
           + (f": {', '.join(failed)}" if failed else ""), flush=True)
     return 1 if failed else 0

@@ -77,6 +77,8 @@ def preprocess(image: Image.Image, spec: dict) -> tuple[np.ndarray, Letterbox]:
          fast_image_resize's `Convolution(Bilinear)`):
          - resize = "stretch": straight to width x height (aspect ratio not kept);
          - resize = "fit": keep aspect, scale to fit, place at the top-left, pad with `pad_value`;
+         - resize = "height": scale to `height` keeping aspect, input width = max(width, scaled
+           width), image at the left, the rest padded with `pad_value` (text-line crops);
          - dynamic models: to input_size() (aspect kept up to the multiple-of rounding);
       3. reorder channels to `colour` (RGB or BGR);
       4. value = (pixel - mean[c]) / std[c] with pixel in 0..255, as float32;
@@ -91,6 +93,15 @@ def preprocess(image: Image.Image, spec: dict) -> tuple[np.ndarray, Letterbox]:
         rs = img.resize((w, h), Image.BILINEAR)
         arr = np.asarray(rs, dtype=np.float32)
         lb = Letterbox(w, h, w / ow, h / oh, 0.0, 0.0, ow, oh)
+    elif mode == "height":
+        # text-line crops: scale to the model height keeping aspect, pad on the right
+        h = inp["height"]
+        nw = max(1, int(np.ceil(h * ow / oh)))
+        w = max(inp["width"], nw)
+        rs = img.resize((nw, h), Image.BILINEAR)
+        arr = np.full((h, w, 3), float(inp.get("pad_value", 0)), dtype=np.float32)
+        arr[:, :nw] = np.asarray(rs, dtype=np.float32)
+        lb = Letterbox(w, h, nw / ow, h / oh, 0.0, 0.0, ow, oh)
     elif mode == "fit":
         s = min(w / ow, h / oh)
         nw, nh = max(1, round(ow * s)), max(1, round(oh * s))
@@ -243,10 +254,123 @@ def decode_centerface(outputs: dict, spec: dict, lb: Letterbox, threshold: float
     return nms(dets, dec.get("nms_iou", 0.3))
 
 
+def _components(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x1, y1, x2, y2; x2/y2 exclusive) of 8-connected regions of `mask`.
+
+    Run-based labelling: each row's runs of True are merged with overlapping runs (including
+    diagonal neighbours) of the row above through union-find."""
+    parent: list[int] = []
+    boxes: list[list[int]] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    prev: list[tuple[int, int, int]] = []  # (start, end, label) of the previous row
+    for y in range(mask.shape[0]):
+        row = mask[y]
+        if not row.any():
+            prev = []
+            continue
+        d = np.diff(np.concatenate(([0], row.view(np.int8), [0])))
+        starts, ends = np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]
+        cur = []
+        for s0, e0 in zip(starts.tolist(), ends.tolist()):
+            label = -1
+            for ps, pe, pl in prev:
+                if ps <= e0 and pe >= s0:  # overlap incl. diagonal: [s0-1, e0] vs [ps, pe-1]
+                    root = find(pl)
+                    if label == -1:
+                        label = root
+                    elif root != label:
+                        parent[root] = label
+                        b, r = boxes[label], boxes[root]
+                        boxes[label] = [min(b[0], r[0]), min(b[1], r[1]), max(b[2], r[2]), max(b[3], r[3])]
+            if label == -1:
+                label = len(parent)
+                parent.append(label)
+                boxes.append([s0, y, e0, y + 1])
+            else:
+                b = boxes[label]
+                boxes[label] = [min(b[0], s0), b[1], max(b[2], e0), y + 1]
+            cur.append((s0, e0, label))
+        prev = cur
+    return [tuple(boxes[i]) for i in range(len(parent)) if find(i) == i]
+
+
+def decode_dbnet(outputs: dict, spec: dict, lb: Letterbox, threshold: float) -> list[Detection]:
+    """DB (differentiable binarisation) text detector, axis-aligned simplification.
+
+    prob: [1, 1, H, W] text probability per input pixel.
+      1. bitmap = prob > binary_threshold, dilated by a 2x2 square (as rapidocr);
+      2. 8-connected regions -> bounding boxes (upstream: contours -> rotated min-area rects);
+      3. score = mean prob inside the box; drop if score < threshold (box_thresh) or the
+         shorter side < min_size;
+      4. unclip: grow the box on every side by d = area * unclip_ratio / perimeter
+         (the DB shrink is undone the same way for a rectangle), clip to the input.
+    Boxes come back in original image pixels, label "text"."""
+    dec = spec["decoder"]
+    prob = outputs[dec["output"]][0, 0]
+    bitmap = prob > dec["binary_threshold"]
+    dil = bitmap.copy()
+    dil[1:, :] |= bitmap[:-1, :]
+    dil[:, 1:] |= bitmap[:, :-1]
+    dil[1:, 1:] |= bitmap[:-1, :-1]
+    dets = []
+    for x1, y1, x2, y2 in _components(dil):
+        w, h = x2 - x1, y2 - y1
+        if min(w, h) < dec["min_size"]:
+            continue
+        score = float(prob[y1:y2, x1:x2].mean())
+        if score < threshold:
+            continue
+        d = w * h * dec["unclip_ratio"] / (2 * (w + h))
+        bx1, by1 = max(0.0, x1 - d), max(0.0, y1 - d)
+        bx2, by2 = min(float(lb.in_w), x2 + d), min(float(lb.in_h), y2 + d)
+        ox1, oy1 = lb.to_original(bx1, by1)
+        ox2, oy2 = lb.to_original(bx2, by2)
+        dets.append(Detection(float(ox1), float(oy1), float(ox2), float(oy2), score, 0, "text"))
+    return sorted(dets, key=lambda d: (d.y1, d.x1))
+
+
+def charset_of(session, spec: dict) -> list[str]:
+    """The CTC charset: [blank] + one entry per line of the model's metadata + [" "]."""
+    dec = spec["decoder"]
+    src = dec["charset"]
+    if not src.startswith("onnx-metadata:"):
+        raise ValueError(f"{spec['id']}: unsupported charset source {src!r}")
+    key = src.split(":", 1)[1]
+    lines = session.get_modelmeta().custom_metadata_map[key].split("\n")
+    chars = lines + ([" "] if dec.get("append_space") else [])
+    chars.insert(dec.get("blank_index", 0), "")
+    return chars
+
+
+def decode_ctc(outputs: dict, spec: dict, charset: list[str]) -> tuple[str, float]:
+    """Greedy CTC: per time step take the argmax; drop repeats of the previous step's index,
+    then drop blanks (index blank_index). Score = mean probability of the kept steps."""
+    dec = spec["decoder"]
+    probs = outputs[dec["output"]][0]
+    idx = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    keep = idx != dec.get("blank_index", 0)
+    keep[1:] &= idx[1:] != idx[:-1]
+    if not keep.any():
+        return "", 0.0
+    return "".join(charset[i] for i in idx[keep]), float(conf[keep].mean())
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
 DECODERS = {
     "nanodet": decode_nanodet,
     "centernet": decode_centernet,
     "centerface": decode_centerface,
+    "dbnet": decode_dbnet,
 }
 
 
@@ -274,3 +398,44 @@ class Runner:
     def detect(self, image: Image.Image, threshold: float) -> list[Detection]:
         tensor, lb = preprocess(image, self.spec)
         return self.decode(self.infer(tensor), self.spec, lb, threshold)
+
+
+class Recognizer(Runner):
+    """Text-line recogniser (CTC): crop in, (text, score) out."""
+
+    def __init__(self, spec: dict, model_path: str, threads: int = 0):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.spec = spec
+        self.session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        self.input_name = spec["input"]["name"]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.charset = charset_of(self.session, spec)
+
+    def read(self, crop: Image.Image) -> tuple[str, float]:
+        tensor, _ = preprocess(crop, self.spec)
+        return decode_ctc(self.infer(tensor), self.spec, self.charset)
+
+
+class Embedder(Runner):
+    """Face embedding: face crop in, descriptor vector out."""
+
+    def __init__(self, spec: dict, model_path: str, threads: int = 0):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        self.spec = spec
+        self.session = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        self.input_name = spec["input"]["name"]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def embed(self, crop: Image.Image) -> np.ndarray:
+        tensor, _ = preprocess(crop, self.spec)
+        return self.infer(tensor)[self.spec["decoder"]["output"]][0]

@@ -20,7 +20,7 @@ CONVERTS = {"none", "symbolic-dims", "tfjs"}
 VERIFY = {"sha256", "structure"}
 LAYOUTS = {"NCHW", "NHWC"}
 COLOURS = {"RGB", "BGR"}
-RESIZE = {"stretch", "fit"}
+RESIZE = {"stretch", "fit", "height"}
 SHA = re.compile(r"^[0-9a-f]{64}$")
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -112,8 +112,9 @@ def validate_model(m: dict) -> None:
     for level in dec.get("levels", []):
         referenced += [level["cls"], level["reg"]]
     referenced += list(dec.get("outputs", {}).values())
-    if "detections" in dec:
-        referenced.append(dec["detections"])
+    for key in ("detections", "output"):
+        if key in dec:
+            referenced.append(dec[key])
     for r in referenced:
         if r not in names:
             raise ManifestError(f"{w}.decoder: refers to output {r!r}, not listed in outputs")
