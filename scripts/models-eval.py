@@ -37,10 +37,11 @@ if __name__ == "__main__":
 
 from panoptes_models import manifest, media  # noqa: E402
 from panoptes_models.cache import StepError  # noqa: E402
-from panoptes_models.decode import Runner, iou  # noqa: E402
+from panoptes_models.decode import Runner, iou, preprocess  # noqa: E402
 
 GROUND_TRUTH = cache.REPO_DIR / "models" / "eval" / "ground-truth.toml"
 RESULTS = cache.REPO_DIR / "models" / "eval" / "results"
+GOLDEN = cache.REPO_DIR / "models" / "eval" / "reference-detections.json"
 SWEEP = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6]
 FLOOR = 0.05  # decode once at this score, threshold afterwards
 
@@ -82,6 +83,14 @@ def match(dets, boxes, classes: set[str], iou_min: float, threshold: float):
         if not used[i] and not g.get("ignore"):
             fn[g["class"]] = fn.get(g["class"], 0) + 1
     return tp, fp, fn, log
+
+
+def compact_json(obj) -> str:
+    """Indented JSON with innermost lists (boxes, shapes) kept on one line."""
+    import re
+
+    text = json.dumps(obj, indent=1, ensure_ascii=False)
+    return re.sub(r"\[\s+([^\[\]{}]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
 
 
 def add(a: dict, b: dict) -> None:
@@ -148,8 +157,6 @@ def _face_crops(face_spec: dict, images, threads: int):
 def eval_embedding(spec: dict, path: Path, face_spec: dict, images, threads: int, report: dict) -> list[str]:
     """Cosine similarity of face descriptors: same person vs different people."""
     import itertools
-
-    import numpy as np
 
     from panoptes_models.decode import Embedder, cosine
 
@@ -259,6 +266,7 @@ def main() -> int:
     import onnxruntime as ort
 
     report = {"onnxruntime": ort.__version__, "iou": iou_min, "models": {}}
+    golden: dict[str, dict] = {}
     drawn: dict[str, dict] = {img["id"]: {} for img, _ in images}
     md = []
     for mid in ids:
@@ -287,7 +295,6 @@ def main() -> int:
                 continue
             pil = Image.open(img_path)
             pil.load()
-            from panoptes_models.decode import preprocess
             t0 = time.perf_counter()
             tensor, lb = preprocess(pil, spec)
             t1 = time.perf_counter()
@@ -301,6 +308,10 @@ def main() -> int:
             runner.decode(outputs, spec, lb, thr)  # timed at the recommended threshold
             t3 = time.perf_counter()
             dets = runner.decode(outputs, spec, lb, FLOOR)  # for the threshold sweep
+            golden.setdefault(mid, {})[img["id"]] = {
+                "input_shape": list(tensor.shape),
+                "detections": [[d.label, round(d.score, 4), round(d.x1, 1), round(d.y1, 1),
+                                round(d.x2, 1), round(d.y2, 1)] for d in dets if d.score >= thr]}
             med = statistics.median(times)
             infer_ms.append(med)
             frame_ms.append((t1 - t0) * 1e3 + med + (t3 - t2) * 1e3)
@@ -385,8 +396,13 @@ def main() -> int:
                   f"(timings are only comparable within one run); ground truth: "
                   f"models/eval/ground-truth.toml.\n\n")
         RESULTS.with_suffix(".md").write_text(header + text + "\n")
-        RESULTS.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {RESULTS.with_suffix('.md')} and .json")
+        RESULTS.with_suffix(".json").write_text(compact_json(report) + "\n")
+        GOLDEN.write_text(compact_json({
+            "about": "Python reference detections (panoptes_models.decode) at each model's "
+                     "score_threshold, for checking the Rust port on the same images: "
+                     "[label, score, x1, y1, x2, y2] in original image pixels.",
+            "onnxruntime": ort.__version__, "models": golden}) + "\n")
+        print(f"wrote {RESULTS.with_suffix('.md')}, .json and {GOLDEN.name}")
     return 0
 
 

@@ -73,6 +73,9 @@ def build(m: dict, force: bool) -> str:
     if state == "ok" and not force:
         log(mid, "check", f"{m['file']} up to date")
         return "up to date"
+    if state == "unpinned" and not force:
+        log(mid, "check", f"{m['file']} installed but the manifest pins no sha256 (--force rebuilds)")
+        return "unpinned"
     if state == "MISMATCH":
         log(mid, "check", f"installed {m['file']} does not verify: rebuilding")
     total = Timer()

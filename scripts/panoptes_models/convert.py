@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -111,7 +110,6 @@ def tfjs(model_json: Path, dst: Path, spec: dict) -> dict:
 
     The graph is patched (patch_tfjs_nodes) and written to a scratch model.json next to links
     to the original shards, then handed unchanged to tf2onnx's own tfjs reader."""
-    import tf2onnx  # noqa: F401  (fail early with a clear import error)
     from tf2onnx import convert as tf2onnx_convert
 
     model = json.loads(model_json.read_text())

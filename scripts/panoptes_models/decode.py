@@ -62,7 +62,7 @@ def input_size(spec: dict, orig_w: int, orig_h: int) -> tuple[int, int]:
     if not inp.get("dynamic", False):
         return inp["width"], inp["height"]
     m = inp.get("multiple_of", 32)
-    s = min(inp["width"] / orig_w, inp["height"] / orig_h, 1.0 if inp.get("no_upscale") else 1e9)
+    s = min(inp["width"] / orig_w, inp["height"] / orig_h)
     w = int(np.ceil(orig_w * s / m) * m)
     h = int(np.ceil(orig_h * s / m) * m)
     return w, h
@@ -104,7 +104,7 @@ def preprocess(image: Image.Image, spec: dict) -> tuple[np.ndarray, Letterbox]:
         lb = Letterbox(w, h, nw / ow, h / oh, 0.0, 0.0, ow, oh)
     elif mode == "fit":
         s = min(w / ow, h / oh)
-        nw, nh = max(1, round(ow * s)), max(1, round(oh * s))
+        nw, nh = max(1, int(ow * s + 0.5)), max(1, int(oh * s + 0.5))  # round half up
         rs = img.resize((nw, nh), Image.BILINEAR)
         arr = np.full((h, w, 3), float(inp.get("pad_value", 0)), dtype=np.float32)
         arr[:nh, :nw] = np.asarray(rs, dtype=np.float32)
