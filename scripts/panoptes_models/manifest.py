@@ -149,6 +149,11 @@ def load(path: Path = MANIFEST) -> dict:
     for role, mid in data.get("defaults", {}).items():
         if mid not in seen_ids:
             raise ManifestError(f"{path}: defaults.{role} = {mid!r} is not a model id")
+    known = {label for m in models for label in m.get("labels", [])}
+    for group, labels in data.get("groups", {}).items():
+        unknown = [x for x in labels if x not in known]
+        if unknown:
+            raise ManifestError(f"{path}: groups.{group} names unknown labels {unknown}")
     return data
 
 
