@@ -8,7 +8,6 @@ import copy
 import importlib.util
 import tomllib
 import unittest
-from pathlib import Path
 
 import numpy as np
 
