@@ -202,7 +202,6 @@ class MatchTest(unittest.TestCase):
 
 class CanonicaliseTest(unittest.TestCase):
     def _graph(self, order, names):
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         w = numpy_helper.from_array(np.ones((3,), np.float32), names["w"])
