@@ -92,13 +92,6 @@ def _which(tool: str, item: str, step: str, hint: str) -> str:
 
 # ---------------------------------------------------------------- registry downloads
 
-def _check_archive(path: Path, want_sha: str, item: str, step: str) -> None:
-    got = sha256_file(path)
-    if want_sha and got != want_sha:
-        raise StepError(item, step, f"{path.name}: sha256 {got} does not match the pinned {want_sha}; "
-                        "delete it and re-run, or check the manifest")
-
-
 def _normalise_dist(name: str) -> str:
     # PEP 503 name normalisation, in the underscore form wheel file names use (PEP 427)
     import re
@@ -141,7 +134,6 @@ def fetch_pypi(package: str, version: str, archive_sha256: str, item: str, wheel
         if not hits:
             raise StepError(item, "download", f"pip reported success but no {package} {version} wheel in {dest}")
         log(item, "download", f"got {hits[0].name} ({hits[0].stat().st_size / 1e6:.1f} MB, {t})")
-    _check_archive(hits[0], archive_sha256, item, "download")
     return hits[0]
 
 
@@ -165,7 +157,6 @@ def fetch_npm(package: str, version: str, archive_sha256: str, item: str) -> Pat
         if not tgz.exists():
             raise StepError(item, "download", f"npm pack reported success but {tgz} is missing")
         log(item, "download", f"got {tgz.name} ({tgz.stat().st_size / 1e6:.1f} MB, {t})")
-    _check_archive(tgz, archive_sha256, item, "download")
     return tgz
 
 
@@ -191,20 +182,29 @@ def fetch_deb(package: str, version: str, archive_sha256: str, item: str) -> Pat
         if not hits:
             raise StepError(item, "download", f"apt-get download reported success but no {pattern}")
         log(item, "download", f"got {hits[0].name} ({t})")
-    _check_archive(hits[0], archive_sha256, item, "download")
     return hits[0]
 
 
 def fetch(source: dict, item: str) -> Path:
+    """Download (or reuse) the pinned archive of `source` and check its sha256. A cached
+    archive that does not match (truncated, replaced) is deleted and downloaded once more."""
     registry = source["registry"]
-    args = (source["package"], source["version"], source.get("archive_sha256", ""), item)
-    if registry == "pypi":
-        return fetch_pypi(*args, wheel=source.get("wheel", ""))
-    if registry == "npm":
-        return fetch_npm(*args)
-    if registry == "deb":
-        return fetch_deb(*args)
-    raise StepError(item, "download", f"unknown registry {registry!r} (pypi, npm, deb)")
+    fetchers = {"pypi": lambda: fetch_pypi(*args, wheel=source.get("wheel", "")),
+                "npm": lambda: fetch_npm(*args), "deb": lambda: fetch_deb(*args)}
+    if registry not in fetchers:
+        raise StepError(item, "download", f"unknown registry {registry!r} (pypi, npm, deb)")
+    want = source.get("archive_sha256", "")
+    args = (source["package"], source["version"], want, item)
+    for attempt in (1, 2):
+        path = fetchers[registry]()
+        got = sha256_file(path)
+        if not want or got == want:
+            return path
+        if attempt == 1:
+            log(item, "download", f"{path.name}: sha256 {got[:16]}... is not the pinned one; downloading again")
+            path.unlink()
+    raise StepError(item, "download", f"{path.name}: sha256 {got} does not match the pinned {want} "
+                    "(the registry serves different bytes for this version? check the manifest)")
 
 
 def extract_members(archive: Path, members: list[str], dest: Path, item: str) -> list[Path]:
