@@ -50,9 +50,13 @@ def installed_state(m: dict) -> str:
         if not m["sha256"]:
             return "unpinned"
         return "ok" if got == m["sha256"] else "MISMATCH"
-    # structure-verified: the stamp records the file hash that passed the structural check
+    # structure-verified: the stamp records "<file sha256> <structure sha256>" of the file that
+    # passed the structural check
+    if not m.get("structure_sha256"):
+        return "unpinned"
     stamp = stamp_path(m)
-    return "ok" if stamp.exists() and stamp.read_text().split()[0] == got else "MISMATCH"
+    fields = stamp.read_text().split() if stamp.exists() else []
+    return "ok" if fields[:2] == [got, m["structure_sha256"]] else "MISMATCH"
 
 
 def structure_of(path: Path, item: str) -> dict:
@@ -75,7 +79,7 @@ def build(m: dict, force: bool) -> str:
         log(mid, "check", f"{m['file']} up to date")
         return "up to date"
     if state == "unpinned" and not force:
-        log(mid, "check", f"{m['file']} installed but the manifest pins no sha256 (--force rebuilds)")
+        log(mid, "check", f"{m['file']} installed but the manifest pins no hash for it (--force rebuilds)")
         return "unpinned"
     if state == "MISMATCH":
         log(mid, "check", f"installed {m['file']} does not verify: rebuilding")
@@ -127,6 +131,7 @@ def build(m: dict, force: bool) -> str:
             log(mid, "verify", f"sha256 {got[:16]}... matches ({t})")
     else:
         s = structure_of(out, mid)
+        structure = s["structure_sha256"]
         want = m.get("structure_sha256", "")
         if not want:
             log(mid, "verify", f"WARNING: not pinned; structure_sha256 = \"{s['structure_sha256']}\"")
@@ -147,7 +152,7 @@ def build(m: dict, force: bool) -> str:
     shutil.copyfile(out, tmp)
     tmp.replace(dst)
     if m["verify"] == "structure":
-        stamp_path(m).write_text(f"{got} {m['file']}\n")
+        stamp_path(m).write_text(f"{got} {structure} {m['file']}\n")
     shutil.rmtree(work)
     log(mid, "install", f"{dst} ({dst.stat().st_size / 1e6:.1f} MB, total {total})")
     return "built"
