@@ -26,6 +26,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// The thing does not exist (or is not visible to the caller).
     #[error("not found")]
     NotFound,
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -73,7 +77,7 @@ impl ApiError {
 /// Every error answer: a stable `code`, a human `message`, and the request `field` at fault.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// `unauthorized`, `bad_login`, `forbidden`, `invalid`, `not_found`, `rate_limited`,
+    /// `unauthorized`, `bad_login`, `forbidden`, `invalid`, `not_found`, `conflict`, `rate_limited`,
     /// `disabled`, `internal`.
     pub code: String,
     /// What went wrong.

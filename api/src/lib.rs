@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     ops::routes()
         .merge(routes::access::routes())
         .merge(routes::cameras::routes())
+        .merge(routes::events::routes())
         .merge(openapi::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())

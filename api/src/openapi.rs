@@ -22,6 +22,11 @@ use crate::session::Caller;
         crate::routes::access::create_token,
         crate::routes::access::revoke_token,
         crate::routes::cameras::status,
+        crate::routes::events::list,
+        crate::routes::events::one,
+        crate::routes::events::review,
+        crate::routes::events::counts,
+        crate::routes::events::stream,
     ),
     modifiers(&Security),
     security(("session" = []), ("bearer" = []))

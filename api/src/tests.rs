@@ -279,3 +279,168 @@ async fn setup_token_creates_the_first_admin_once(pool: PgPool) -> TestResult {
     login(&app, "admin").await;
     Ok(())
 }
+
+async fn seed_events(pool: &PgPool) -> Vec<uuid::Uuid> {
+    use panoptes_storage::events::{BBox, Label, NewEvent, Record, store};
+    let node = panoptes_core::NodeId::new("n1").unwrap();
+    panoptes_storage::nodes::register(pool, &node, "127.0.0.1:1", "test").await.unwrap();
+    let specs: Vec<_> = ["gate", "lobby"]
+        .iter()
+        .map(|c| panoptes_storage::cameras::CameraSpec {
+            id: CameraId::new(*c).unwrap(),
+            name: c.to_string(),
+            enabled: true,
+            streams: vec![],
+        })
+        .collect();
+    panoptes_storage::cameras::sync(pool, &node, &specs).await.unwrap();
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let bbox = BBox { x: 0.1, y: 0.1, w: 0.2, h: 0.2 };
+    let mut ids = Vec::new();
+    let mut records = Vec::new();
+    for (i, (cam, label)) in [("gate", "car"), ("gate", "bus"), ("lobby", "person")].iter().enumerate() {
+        let e = NewEvent::new(
+            format!("n1/{cam}/{i}"),
+            CameraId::new(*cam).unwrap(),
+            Label::new(*label).unwrap(),
+            t0 + chrono::Duration::seconds(i as i64),
+            0.8,
+            bbox,
+        );
+        ids.push(e.id);
+        records.push(Record::Start(e));
+    }
+    store::write(pool, &records).await;
+    ids
+}
+
+#[sqlx::test(migrator = "panoptes_storage::MIGRATOR")]
+async fn events_are_scoped_reviewed_by_operators_and_audited(pool: PgPool) -> TestResult {
+    let ids = seed_events(&pool).await;
+    let viewer = add_user(&pool, "vic", Role::Viewer).await;
+    let op = add_user(&pool, "olga", Role::Operator).await;
+    for u in [viewer, op] {
+        panoptes_storage::cameras::grant(&pool, u, &CameraId::new("gate")?).await?;
+    }
+    let app = app(pool.clone(), board_with(&[]), ApiConfig::default());
+
+    let (vcookie, vcsrf) = login(&app, "vic").await;
+    let page =
+        call(&app, Request::get("/api/events?limit=2").header(header::COOKIE, &vcookie).body(Body::empty())?)
+            .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let got: Vec<&str> =
+        page.json["events"].as_array().unwrap().iter().map(|e| e["label"].as_str().unwrap()).collect();
+    assert_eq!(got, ["bus", "car"], "newest first, lobby not granted");
+    let next = page.json["next"].as_str().map(str::to_owned);
+    if let Some(next) = next {
+        let more = call(
+            &app,
+            Request::get(format!("/api/events?after={next}"))
+                .header(header::COOKIE, &vcookie)
+                .body(Body::empty())?,
+        )
+        .await;
+        assert_eq!(more.json["events"].as_array().unwrap().len(), 0);
+    }
+    let hidden = call(
+        &app,
+        Request::get(format!("/api/events/{}", ids[2]))
+            .header(header::COOKIE, &vcookie)
+            .body(Body::empty())?,
+    )
+    .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "an ungranted camera's event is invisible");
+    let bad = call(
+        &app,
+        Request::get("/api/events?review=maybe").header(header::COOKIE, &vcookie).body(Body::empty())?,
+    )
+    .await;
+    assert_eq!((bad.status, bad.json["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("review")));
+
+    let review = |cookie: &str, csrf: &str, id: uuid::Uuid, verdict: &str| {
+        post(&format!("/api/events/{id}/review"))
+            .header(header::COOKIE, cookie)
+            .header("x-csrf-token", csrf)
+            .body(json_body(json!({"verdict": verdict, "note": "checked"})))
+            .unwrap()
+    };
+    let r = call(&app, review(&vcookie, &vcsrf, ids[0], "acknowledge")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "viewers do not review");
+    let (ocookie, ocsrf) = login(&app, "olga").await;
+    let r = call(&app, review(&ocookie, &ocsrf, ids[0], "acknowledge")).await;
+    assert_eq!(
+        (r.status, r.json["review_state"].as_str()),
+        (StatusCode::OK, Some("acknowledged")),
+        "{}",
+        r.json
+    );
+    let again = call(&app, review(&ocookie, &ocsrf, ids[0], "acknowledge")).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let other = call(&app, review(&ocookie, &ocsrf, ids[2], "dismiss")).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+
+    let counts = call(
+        &app,
+        Request::get(format!(
+            "/api/events/counts?by=label&from={}&to={}",
+            (chrono::Utc::now() - chrono::Duration::hours(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .header(header::COOKIE, &ocookie)
+        .body(Body::empty())?,
+    )
+    .await;
+    assert_eq!(counts.status, StatusCode::OK, "{}", counts.json);
+    assert_eq!(counts.json.as_array().unwrap().len(), 2, "{}", counts.json);
+
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM audit_log WHERE action = 'review'").fetch_one(&pool).await?;
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "panoptes_storage::MIGRATOR")]
+async fn alert_stream_delivers_only_granted_cameras(pool: PgPool) -> TestResult {
+    let ids = seed_events(&pool).await;
+    let viewer = add_user(&pool, "vic", Role::Viewer).await;
+    panoptes_storage::cameras::grant(&pool, viewer, &CameraId::new("lobby")?).await?;
+    let app = app(pool.clone(), board_with(&[]), ApiConfig::default());
+    let (cookie, _) = login(&app, "vic").await;
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/api/events/stream").header(header::COOKIE, &cookie).body(Body::empty())?)
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    // A review on an ungranted camera, then one on the granted camera.
+    let admin = add_user(&pool, "root", Role::Admin).await;
+    let all = panoptes_storage::cameras::Access::All;
+    panoptes_storage::queries::review(
+        &pool,
+        &all,
+        ids[0],
+        panoptes_storage::queries::Verdict::Dismiss,
+        admin,
+        None,
+    )
+    .await?;
+    panoptes_storage::queries::review(
+        &pool,
+        &all,
+        ids[2],
+        panoptes_storage::queries::Verdict::Dismiss,
+        admin,
+        None,
+    )
+    .await?;
+    use futures::StreamExt;
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+        .await?
+        .ok_or("stream ended")??;
+    let text = String::from_utf8_lossy(&chunk).to_string();
+    assert!(text.contains("event: review") && text.contains(&ids[2].to_string()), "{text}");
+    assert!(!text.contains(&ids[0].to_string()), "ungranted camera leaked: {text}");
+    Ok(())
+}

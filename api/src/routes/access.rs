@@ -45,7 +45,8 @@ pub(crate) struct Me {
     csrf_token: Option<String>,
 }
 
-async fn audit(state: &AppState, e: AuditEntry<'_>) {
+/// Appends to the audit log; a failure is logged, never shown to the client.
+pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) {
     if let Err(err) = audit::append(&state.inner.pool, &e).await {
         tracing::error!(error = %err, action = e.action, "audit log append failed");
     }
