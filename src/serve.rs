@@ -301,6 +301,7 @@ pub async fn run(
         metrics_token: settings.metrics_token.clone(),
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
+        data_dir: data_dir.clone(),
     };
     let live = std::sync::Arc::new(cameras.live_source());
     let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);

@@ -89,6 +89,7 @@ fn records_segments_survives_sigkill_and_the_index_matches_disk() {
 
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(Duration::from_secs(60));
+    check_playback_api(&p, env, &dir.path().join("panoptes.toml"));
     assert!(p.stop(Duration::from_secs(30)).success());
     let rows = segment_rows(&db);
     assert!(rows.len() >= 3, "{rows:?}");
@@ -129,4 +130,61 @@ fn check_rows_match_disk(rows: &[(String, i64, String)], data_dir: &std::path::P
         assert_eq!(data.len() as i64, *bytes, "{path}");
         assert_eq!(&format!("{:x}", Sha256::digest(&data)), sha, "{path}");
     }
+}
+
+/// Lists the recordings over the API, fetches a byte range of one, and exports a clip.
+fn check_playback_api(p: &Panoptes, env: Env<'_>, cfg: &std::path::Path) {
+    use std::io::Write;
+    let mut child = panoptes_cmd(env)
+        .args(["user", "add", "ops", "--role", "operator", "--config"])
+        .arg(cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant =
+        panoptes_cmd(env).args(["user", "grant", "ops", "dock", "--config"]).arg(cfg).output().unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+
+    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    let me: serde_json::Value = client
+        .post(p.url("/api/auth/login"))
+        .json(&serde_json::json!({"name": "ops", "password": "a long enough password"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let segs: serde_json::Value = client
+        .get(p.url(&format!("/api/recordings?camera=dock&from={from}&to={to}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let segs = segs.as_array().unwrap_or_else(|| panic!("{segs}"));
+    assert!(!segs.is_empty());
+    let url = segs[0]["url"].as_str().unwrap();
+    let part = client.get(p.url(url)).header("Range", "bytes=0-99").send().unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-type"], "video/mp4");
+    assert_eq!(part.bytes().unwrap().len(), 100);
+
+    let start = segs[0]["start_time"].as_str().unwrap();
+    let end = segs.last().unwrap()["end_time"].as_str().unwrap();
+    let export = client
+        .post(p.url("/api/exports"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"camera": "dock", "stream": "main", "from": start, "to": end}))
+        .send()
+        .unwrap();
+    assert_eq!(export.status(), 201);
+    let manifest: serde_json::Value = export.json().unwrap();
+    assert!(manifest.to_string().contains("sha256"), "{manifest}");
+    assert!(manifest.to_string().contains("\"ops\""), "who exported: {manifest}");
 }

@@ -42,6 +42,8 @@ pub struct ApiConfig {
     pub secure_cookies: bool,
     /// SHA-256 of the one-time setup token, while no user exists.
     pub setup_token_hash: Option<Vec<u8>>,
+    /// The data directory (recordings and exports are served from it).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What every handler can reach.
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::access::routes())
         .merge(routes::cameras::routes())
         .merge(routes::events::routes())
+        .merge(routes::recordings::routes())
         .merge(openapi::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -27,6 +27,9 @@ use crate::session::Caller;
         crate::routes::events::review,
         crate::routes::events::counts,
         crate::routes::events::stream,
+        crate::routes::recordings::list,
+        crate::routes::recordings::file,
+        crate::routes::recordings::export,
     ),
     modifiers(&Security),
     security(("session" = []), ("bearer" = []))

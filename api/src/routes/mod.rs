@@ -3,3 +3,4 @@
 pub mod access;
 pub mod cameras;
 pub mod events;
+pub mod recordings;

@@ -1,0 +1,231 @@
+//! Recordings: segments of a camera stream by time (for the timeline and playback), a
+//! segment's file with HTTP range requests, and clip export. Scoped by camera grants;
+//! playback and exports are written to the audit log.
+
+use std::path::{Component, Path as FsPath};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use panoptes_core::CameraId;
+use panoptes_storage::audit::AuditEntry;
+use panoptes_storage::export::ExportError;
+use panoptes_storage::users::Role;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::scope::cameras_visible;
+use crate::session::Caller;
+use crate::{ApiError, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/recordings", get(list))
+        .route("/api/recordings/{id}/file", get(file))
+        .route("/api/exports", post(export))
+}
+
+/// A recorded segment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SegmentDto {
+    id: i64,
+    camera: String,
+    stream: String,
+    start_time: DateTime<Utc>,
+    end_time: Option<DateTime<Utc>>,
+    bytes: Option<i64>,
+    sha256: Option<String>,
+    codec: String,
+    /// Where to fetch it (HTTP range requests supported).
+    url: String,
+}
+
+/// Which recordings.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    /// Camera id.
+    camera: String,
+    /// Stream name (default `main`).
+    stream: Option<String>,
+    /// Start (RFC 3339).
+    from: DateTime<Utc>,
+    /// End (RFC 3339).
+    to: DateTime<Utc>,
+}
+
+fn visible_camera(id: &str, scope: &crate::scope::CameraScope) -> Result<CameraId, ApiError> {
+    let cam = CameraId::new(id).map_err(|e| ApiError::invalid("camera", e.to_string()))?;
+    if scope.allows(&cam) { Ok(cam) } else { Err(ApiError::NotFound) }
+}
+
+#[utoipa::path(get, path = "/api/recordings", tag = "recordings", params(ListParams),
+    responses((status = 200, body = Vec<SegmentDto>), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Vec<SegmentDto>>, ApiError> {
+    let scope = cameras_visible(&state, &caller.user).await?;
+    let cam = visible_camera(&p.camera, &scope)?;
+    if p.to <= p.from {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    let stream = p.stream.unwrap_or_else(|| "main".into());
+    let rows = panoptes_storage::recorder::index::segments_between(
+        &state.inner.pool,
+        cam.as_str(),
+        &stream,
+        p.from,
+        p.to,
+    )
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| SegmentDto {
+                url: format!("/api/recordings/{}/file", r.id),
+                id: r.id,
+                camera: r.camera_id,
+                stream: r.stream,
+                start_time: r.start_time,
+                end_time: r.end_time,
+                bytes: r.bytes,
+                sha256: r.sha256,
+                codec: r.codec,
+            })
+            .collect(),
+    ))
+}
+
+/// A path from the index, checked to stay inside the data directory.
+fn inside(data_dir: &FsPath, relative: &str) -> Option<std::path::PathBuf> {
+    let rel = FsPath::new(relative);
+    let clean = rel.components().all(|c| matches!(c, Component::Normal(_)));
+    clean.then(|| data_dir.join(rel))
+}
+
+#[utoipa::path(get, path = "/api/recordings/{id}/file", tag = "recordings", params(("id" = i64, Path, description = "Segment id")),
+    responses((status = 200, description = "The MP4 segment", content_type = "video/mp4", body = String),
+              (status = 206, description = "A byte range of it"), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let scope = cameras_visible(&state, &caller.user).await?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT camera_id, path FROM recording_segments WHERE id = $1 AND state = 'closed'")
+            .bind(id)
+            .fetch_optional(&state.inner.pool)
+            .await?;
+    let (camera, path) = row.ok_or(ApiError::NotFound)?;
+    visible_camera(&camera, &scope)?;
+    let full = inside(&state.inner.config.data_dir, &path).ok_or(ApiError::NotFound)?;
+    // One audit row per playback, not per range request.
+    if !req.headers().contains_key(axum::http::header::RANGE)
+        || req.headers().get(axum::http::header::RANGE).is_some_and(|r| r.as_bytes().starts_with(b"bytes=0-"))
+    {
+        crate::routes::access::audit(
+            &state,
+            AuditEntry {
+                actor_id: Some(caller.user.id),
+                actor_name: &caller.user.name,
+                action: "recording_view",
+                target: &camera,
+                details: json!({"segment": id}),
+                client_ip: caller.client_ip.as_deref(),
+            },
+        )
+        .await;
+    }
+    // The content type follows the extension (`.mp4` → `video/mp4`).
+    let served = tower_http::services::ServeFile::new(&full).oneshot(req).await;
+    match served {
+        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Err(ApiError::NotFound),
+        Ok(resp) => Ok(resp.map(Body::new)),
+        Err(e) => {
+            tracing::error!(error = %e, path = %full.display(), "serving a recording failed");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+/// A clip to export.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportRequest {
+    camera: String,
+    /// Stream name (default `main`).
+    stream: Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+#[utoipa::path(post, path = "/api/exports", tag = "recordings", request_body = ExportRequest,
+    responses((status = 201, description = "The export's manifest", body = Object), (status = 401, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ExportRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let scope = cameras_visible(&state, &caller.user).await?;
+    let cam = visible_camera(&body.camera, &scope)?;
+    let stream = body.stream.unwrap_or_else(|| "main".into());
+    let result = panoptes_storage::export::export_clip(
+        &state.inner.pool,
+        &state.inner.config.data_dir,
+        &cam,
+        &stream,
+        body.from,
+        body.to,
+        &caller.user.name,
+    )
+    .await
+    .map_err(|e| match e {
+        ExportError::InvalidRange { why, .. } => ApiError::invalid("to", why),
+        ExportError::NoRecording { .. } => ApiError::NotFound,
+        other => {
+            tracing::error!(error = %other, "export failed");
+            ApiError::Internal
+        }
+    })?;
+    let manifest = serde_json::to_value(&result.manifest).map_err(|_| ApiError::Internal)?;
+    crate::routes::access::audit(
+        &state,
+        AuditEntry {
+            actor_id: Some(caller.user.id),
+            actor_name: &caller.user.name,
+            action: "export",
+            target: cam.as_str(),
+            details: manifest.clone(),
+            client_ip: caller.client_ip.as_deref(),
+        },
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(manifest)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_paths_stay_inside_the_data_dir() {
+        let d = FsPath::new("/data");
+        assert_eq!(inside(d, "recordings/a/x.mp4"), Some(d.join("recordings/a/x.mp4")));
+        assert_eq!(inside(d, "../etc/passwd"), None);
+        assert_eq!(inside(d, "/etc/passwd"), None);
+        assert_eq!(inside(d, "recordings/../../x"), None);
+    }
+}
