@@ -20,11 +20,22 @@ pub mod decode;
 pub mod detector;
 pub mod frame;
 pub mod geometry;
+pub mod motion;
 pub mod nms;
+pub mod pipeline;
 pub mod preprocess;
+pub mod tracker;
+pub mod zones;
 
 pub use decode::Detection;
 pub use detector::{Detector, DetectorConfig, DetectorError, ExecutionProviderKind, OrtDetector};
 pub use frame::{Frame, FrameRef};
 pub use geometry::{BBox, Point};
+pub use motion::{DecodeRate, MotionConfig, MotionGate};
+pub use pipeline::{
+    CameraAnalytics, CameraAnalyticsConfig, PipelineEvent, PipelineIo, PipelineStats, SharedDetector,
+    run_camera,
+};
 pub use preprocess::Letterbox;
+pub use tracker::{TrackEvent, TrackSummary, Tracker, TrackerConfig};
+pub use zones::{Direction, LineCounts, Zones};
