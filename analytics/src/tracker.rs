@@ -398,6 +398,12 @@ impl Tracker {
             if *done {
                 continue;
             }
+            // a second box on an object already tracked (another class of the same group,
+            // which per-class NMS keeps): not a new object
+            if self.tracks.iter().any(|t| self.same_group(&t.label(), &d.label) && t.bbox.iou(&d.bbox) >= 0.6)
+            {
+                continue;
+            }
             let parked = self.parked.iter().any(|p| p.label == d.label && p.bbox.iou(&d.bbox) >= 0.5);
             let id = self.next_id;
             self.next_id += 1;
@@ -603,6 +609,24 @@ mod tests {
             .filter_map(|e| if let TrackEvent::Started(s) = e { Some(&*s.label) } else { None })
             .collect();
         assert_eq!(started, ["bus"]);
+    }
+
+    #[test]
+    fn a_second_class_on_the_same_object_is_not_a_second_track() {
+        let zones = Zones::default();
+        let mut tr = Tracker::new(TrackerConfig::default());
+        let mut started = 0;
+        for i in 0..5 {
+            let x = 100.0 + i as f32 * 10.0;
+            let mut dets = vec![det("bus", x, 0.7)];
+            if i >= 2 {
+                dets.push(det("truck", x + 2.0, 0.5));
+            }
+            let (e, _) = tr.update(secs(i as f32 * 0.1), &dets, 640, 360, &zones);
+            started += e.iter().filter(|e| matches!(e, TrackEvent::Started(_))).count();
+        }
+        assert_eq!(started, 1);
+        assert_eq!(tr.tracks.len(), 1);
     }
 
     #[test]
