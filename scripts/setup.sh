@@ -245,6 +245,14 @@ else
     log "test media: extracted $fetched file(s) into $MEDIA_DIR"
 fi
 
+# --- 4b. models ---------------------------------------------------------------------
+# The ONNX models of models/manifest.toml, built into $CACHE/models/ (the analytics tests
+# need centerface, nanodet and centernet). Idempotent: installed files that verify are
+# skipped without network (~0.2 s); the first run downloads and converts (~1.5 min).
+
+PANOPTES_CACHE=$CACHE python3 "$script_dir/models-fetch.py" | sed -u 's/^/[setup] models: /' ||
+    die "models-fetch.py failed (see above): the analytics tests need the models"
+
 # --- 5. clips ---------------------------------------------------------------------------
 
 CLIPS_DIR=$CACHE/clips
