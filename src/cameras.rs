@@ -67,6 +67,9 @@ pub struct Cameras {
     current: BTreeMap<CameraId, ResolvedCamera>,
     decoders: HashMap<CameraId, Vec<CameraDecoder>>,
     recorders: Vec<CameraRecorder>,
+    analytics: Option<crate::detection::Analytics>,
+    /// Stops a camera's analytics pipelines.
+    analytics_stop: HashMap<CameraId, CancellationToken>,
 }
 
 impl Cameras {
@@ -80,7 +83,15 @@ impl Cameras {
             current: BTreeMap::new(),
             decoders: HashMap::new(),
             recorders: Vec::new(),
+            analytics: None,
+            analytics_stop: HashMap::new(),
         }
+    }
+
+    /// Runs analytics on every detect stream started from now on.
+    pub fn with_analytics(mut self, analytics: Option<crate::detection::Analytics>) -> Self {
+        self.analytics = analytics;
+        self
     }
 
     /// Live access to the running streams, for the API.
@@ -96,6 +107,9 @@ impl Cameras {
             self.current.keys().filter(|id| !wanted_ids.contains_key(id)).cloned().collect();
         for id in gone {
             self.gateway.remove_camera(&id).await;
+            if let Some(stop) = self.analytics_stop.remove(&id) {
+                stop.cancel();
+            }
             self.current.remove(&id);
             self.decoders.remove(&id);
             info!(camera = %id, "camera removed");
@@ -112,6 +126,9 @@ impl Cameras {
             }
             // Old decoders end when the old sessions (their only feeders) stop.
             self.decoders.remove(&cam.id);
+            if let Some(stop) = self.analytics_stop.remove(&cam.id) {
+                stop.cancel();
+            }
             let (mut plans, handles) = attach_decoders(cam, stream_specs(cam));
             if let Some(rec) = &self.recording {
                 let (p, writers) = attach_recorders(cam, &rec.data_dir, &rec.index, plans);
@@ -119,6 +136,13 @@ impl Cameras {
                 self.recorders.extend(writers);
             }
             self.gateway.set_camera(cam.id.clone(), cam.enabled, plans).await;
+            if let Some(analytics) = &self.analytics {
+                let stop = CancellationToken::new();
+                for (camera, _, handle) in &handles {
+                    analytics.start_camera(camera.clone(), handle, stop.clone());
+                }
+                self.analytics_stop.insert(cam.id.clone(), stop);
+            }
             self.decoders.insert(cam.id.clone(), handles);
             self.current.insert(cam.id.clone(), cam.clone());
         }
@@ -127,6 +151,11 @@ impl Cameras {
 
     /// Stops every camera, then waits for the recorders to close their segments.
     pub async fn shutdown(self) {
+        // Analytics first: it ends its open tracks, which become events before the writer
+        // flushes.
+        for stop in self.analytics_stop.values() {
+            stop.cancel();
+        }
         self.gateway.shutdown().await;
         // Their queues closed with the sessions; each writer finishes its segment and exits.
         let recorders = self.recorders;

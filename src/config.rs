@@ -31,6 +31,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How long recordings are kept (per-camera overrides in `[[cameras]]`).
     pub retention: RetentionConfig,
+    /// Object and face detection on each camera's detect stream.
+    pub analytics: AnalyticsSettings,
     /// The cameras (`[[cameras]]` tables).
     pub cameras: Vec<CameraConfig>,
 }
@@ -119,6 +121,34 @@ pub struct EmbeddedDatabaseConfig {
 impl Default for EmbeddedDatabaseConfig {
     fn default() -> Self {
         EmbeddedDatabaseConfig { bin_dir: None, system_user: "postgres".into() }
+    }
+}
+
+/// `[analytics]`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct AnalyticsSettings {
+    /// Run detection at all.
+    pub enabled: bool,
+    /// Model ids from `models/manifest.toml` to run on every detect stream.
+    pub models: Vec<String>,
+    /// Execution provider: `cpu`, `cuda`, `tensorrt` or `auto` (GPU falls back to CPU, logged).
+    pub provider: String,
+    /// Threads per inference.
+    pub threads: usize,
+    /// Inferences running at once across all cameras.
+    pub parallel: usize,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        AnalyticsSettings {
+            enabled: true,
+            models: vec!["nanodet".into(), "centerface".into()],
+            provider: "auto".into(),
+            threads: 1,
+            parallel: 1,
+        }
     }
 }
 
@@ -553,6 +583,12 @@ fn validate(
         if !(v.is_finite() && v >= 0.0) {
             push(field, format!("{v} is not a size in GB (0 or more)"));
         }
+    }
+    if !matches!(config.analytics.provider.as_str(), "cpu" | "cuda" | "tensorrt" | "auto") {
+        push(
+            "analytics.provider",
+            format!("{:?} is not cpu, cuda, tensorrt or auto", config.analytics.provider),
+        );
     }
     if r.interval_secs == 0 {
         push("retention.interval_secs", "must be at least 1".into());

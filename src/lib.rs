@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod detection;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;

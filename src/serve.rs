@@ -265,7 +265,19 @@ pub async fn run(
 
     let board = StatusBoard::default();
     let recording = crate::cameras::Recording { data_dir: data_dir.clone(), index: index_tx };
-    let mut cameras = Cameras::new(board.clone(), Some(recording));
+    let analytics = match crate::detection::load(
+        &settings.config.analytics,
+        events.clone(),
+        settings.node_id.clone(),
+        &data_dir,
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            error!("analytics unavailable, cameras run without detection: {e:#}");
+            None
+        }
+    };
+    let mut cameras = Cameras::new(board.clone(), Some(recording)).with_analytics(analytics);
     let report = cameras.apply(&settings.cameras).await;
     info!(cameras = report.added.len(), "cameras started");
 

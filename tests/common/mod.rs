@@ -27,12 +27,6 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Option
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// The repository's root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -152,10 +146,15 @@ impl Panoptes {
     /// Writes `config` (which may use `{port}` and `{data_dir}`) next to `dir` and starts
     /// `panoptes serve` with its log in `dir/panoptes-N.log`.
     pub fn start(dir: &Path, config: &str, env: Env<'_>) -> Panoptes {
-        let port = free_port();
-        let config = config
-            .replace("{port}", &port.to_string())
-            .replace("{data_dir}", &dir.join("data").display().to_string());
+        // Analytics costs CPU the other end-to-end tests do not need: off unless asked for.
+        let config = if config.contains("[analytics]") {
+            config.to_owned()
+        } else {
+            format!("{config}\n[analytics]\nenabled = false\n")
+        };
+        // Port 0: the system picks a free port, which the server then reports in its log.
+        let config =
+            config.replace("{port}", "0").replace("{data_dir}", &dir.join("data").display().to_string());
         let cfg = dir.join("panoptes.toml");
         std::fs::write(&cfg, config).unwrap();
         let n = std::fs::read_dir(dir).unwrap().count();
