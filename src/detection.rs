@@ -108,10 +108,8 @@ impl Analytics {
                         if changed.is_err() { break }
                         let Some(f) = decoded.borrow_and_update().clone() else { continue };
                         if let Ok(mut c) = bridge_clock.lock() { *c = Some((f.pts, f.received)); }
-                        frames_tx.send_replace(Some(Arc::new(Frame {
-                            camera: f.camera.clone(), pts: f.pts, received: f.received,
-                            width: f.width, height: f.height, keyframe: f.keyframe, rgb: f.rgb.as_slice().into(),
-                        })));
+                        // The same frame, shared: no copy between decoder and analytics.
+                        frames_tx.send_replace(Some(f));
                     }
                     changed = rate_rx.changed() => {
                         if changed.is_err() { break }

@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::SystemTime;
 
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Pixel;
@@ -94,33 +93,7 @@ pub struct DecodeSettings {
 }
 
 /// A decoded, scaled frame: packed RGB24, `width * height * 3` bytes.
-#[derive(Clone)]
-pub struct DecodedFrame {
-    /// The camera.
-    pub camera: CameraId,
-    /// Presentation time on the stream's timeline.
-    pub pts: Pts90k,
-    /// When the encoded frame arrived.
-    pub received: SystemTime,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Whether it was decoded from a key frame.
-    pub keyframe: bool,
-    /// Pixels, RGB24, rows packed.
-    pub rgb: Vec<u8>,
-}
-
-impl std::fmt::Debug for DecodedFrame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecodedFrame")
-            .field("camera", &self.camera)
-            .field("pts", &self.pts)
-            .field("size", &(self.width, self.height))
-            .finish_non_exhaustive()
-    }
-}
+pub use panoptes_core::frame::RgbFrame as DecodedFrame;
 
 /// Switches a running decoder between modes.
 #[derive(Debug, Clone)]
@@ -344,7 +317,7 @@ impl Worker {
                 width: self.settings.width,
                 height: self.settings.height,
                 keyframe: frame.keyframe,
-                rgb,
+                rgb: rgb.into(),
             })));
         }
         Ok(())
