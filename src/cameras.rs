@@ -139,7 +139,7 @@ impl Cameras {
             if let Some(analytics) = &self.analytics {
                 let stop = CancellationToken::new();
                 for (camera, _, handle) in &handles {
-                    analytics.start_camera(camera.clone(), handle, stop.clone());
+                    analytics.start_camera(camera.clone(), cam.analytics.clone(), handle, stop.clone());
                 }
                 self.analytics_stop.insert(cam.id.clone(), stop);
             }

@@ -246,6 +246,10 @@ pub struct CameraConfig {
     pub detect_width: u32,
     /// Height the detect stream is scaled to for analytics, in pixels.
     pub detect_height: u32,
+    /// This camera's analytics: `motion`, `tracker`, `zones`, `lines` (see "Camera
+    /// analytics" above the reference).
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    pub analytics: toml::Table,
     /// Days of this camera's recordings to keep; overrides `retention.max_days`.
     pub retention_days: Option<u32>,
     /// Gigabytes of this camera's recordings to keep; overrides `retention.max_gb`.
@@ -264,6 +268,7 @@ impl Default for CameraConfig {
             detect_fps: 5.0,
             detect_width: 640,
             detect_height: 360,
+            analytics: toml::Table::new(),
             retention_days: None,
             retention_gb: None,
             streams: Vec::new(),
@@ -439,6 +444,8 @@ pub struct ResolvedCamera {
     pub detect_fps: f64,
     /// Detect frame size (width, height).
     pub detect_size: (u32, u32),
+    /// Analytics settings (motion gate, tracker rules, zones, counting lines).
+    pub analytics: panoptes_analytics::pipeline::CameraAnalyticsConfig,
     /// Its streams.
     pub streams: Vec<ResolvedStream>,
 }
@@ -668,6 +675,18 @@ fn validate(
                 });
             }
         }
+        let analytics = match panoptes_analytics::pipeline::CameraAnalyticsConfig::deserialize(
+            toml::Value::Table(cam.analytics.clone()),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(Problem {
+                    path: format!("{base}.analytics"),
+                    message: e.to_string().trim().to_owned(),
+                });
+                Default::default()
+            }
+        };
         if cam.retention_gb.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
             problems.push(Problem {
                 path: format!("{base}.retention_gb"),
@@ -703,6 +722,7 @@ fn validate(
                 decoder: cam.decoder,
                 detect_fps: cam.detect_fps,
                 detect_size: (cam.detect_width, cam.detect_height),
+                analytics,
                 streams,
             });
         }
@@ -1025,6 +1045,31 @@ mod tests {
         let Err(e) = from_str(text, &env_of(&[])) else { panic!() };
         let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["cameras[0].detect_fps", "cameras[1].id", "cameras[1].streams[0].roles"], "{e}");
+    }
+
+    #[test]
+    fn camera_analytics_tables_are_parsed_and_checked() {
+        let ok = r#"
+            [[cameras]]
+            id = "road"
+            [cameras.analytics]
+            zones = [{ name = "lane", polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] }]
+            lines = [{ name = "stop", a = [0.5, 0.0], b = [0.5, 1.0] }]
+            [cameras.analytics.motion]
+            heartbeat_secs = 20.0
+            [cameras.analytics.tracker.rules.car]
+            min_median_score = 0.5
+            min_area = 0.001
+            [[cameras.streams]]
+            url = "rtsp://h/1"
+        "#;
+        let s = from_str(ok, &env_of(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let a = &s.cameras[0].analytics;
+        assert_eq!((a.zones.len(), a.lines.len(), a.motion.heartbeat_secs), (1, 1, 20.0));
+        let bad = ok.replace("heartbeat_secs", "heartbeat");
+        let Err(e) = from_str(&bad, &env_of(&[])) else { panic!("accepted") };
+        assert_eq!(e.problems[0].path, "cameras[0].analytics", "{e}");
+        assert!(e.to_string().contains("heartbeat"), "{e}");
     }
 
     #[test]

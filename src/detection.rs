@@ -89,7 +89,13 @@ pub fn load(
 impl Analytics {
     /// Starts a camera's pipeline on its decoder's output; it ends with `cancel` or when
     /// the decoder goes away.
-    pub fn start_camera(&self, camera: CameraId, decoder: &DecoderHandle, cancel: CancellationToken) {
+    pub fn start_camera(
+        &self,
+        camera: CameraId,
+        config: CameraAnalyticsConfig,
+        decoder: &DecoderHandle,
+        cancel: CancellationToken,
+    ) {
         let (frames_tx, frames_rx) = watch::channel(None::<Arc<Frame>>);
         let (rate_tx, mut rate_rx) = watch::channel(DecodeRate::KeyframesOnly);
         let (stats_tx, _stats_rx) = watch::channel(Default::default());
@@ -126,7 +132,7 @@ impl Analytics {
         let io = PipelineIo { frames: frames_rx, events: events_tx, rate: rate_tx, stats: stats_tx, cancel };
         let (detectors, permits, cam) = (self.detectors.clone(), self.permits.clone(), camera.clone());
         tokio::spawn(async move {
-            match run_camera(cam.clone(), CameraAnalyticsConfig::default(), detectors, permits, io).await {
+            match run_camera(cam.clone(), config, detectors, permits, io).await {
                 Ok(stats) => info!(camera = %cam, ?stats, "analytics stopped"),
                 Err(e) => error!(camera = %cam, error = %e, "analytics stopped"),
             }
@@ -172,7 +178,7 @@ impl Analytics {
                 };
                 let start = wall(s.start);
                 let snapshot_path = match &snapshot {
-                    Some(f) => self.write_snapshot(&camera, &key, f.clone()).await,
+                    Some(f) => self.write_snapshot(&camera, &key, f.clone(), s.best.bbox).await,
                     None => None,
                 };
                 let path: Vec<ev::PathPoint> = s
@@ -235,9 +241,16 @@ impl Analytics {
         }
     }
 
-    /// Encodes the frame as JPEG under `snapshots/<camera>/<date>/`; returns its path
-    /// relative to the snapshot directory.
-    async fn write_snapshot(&self, camera: &CameraId, key: &str, frame: Arc<Frame>) -> Option<String> {
+    /// Encodes the frame, and a crop around the object, as JPEG under
+    /// `snapshots/<camera>/<date>/` (`<name>.jpg`, `<name>-crop.jpg`); returns the full
+    /// frame's path relative to the snapshot directory.
+    async fn write_snapshot(
+        &self,
+        camera: &CameraId,
+        key: &str,
+        frame: Arc<Frame>,
+        bbox: panoptes_analytics::BBox,
+    ) -> Option<String> {
         let date = DateTime::<Utc>::from(frame.received).format("%Y-%m-%d").to_string();
         let name = format!("{}.jpg", key.replace('/', "_"));
         let rel = format!("{camera}/{date}/{name}");
@@ -250,6 +263,14 @@ impl Analytics {
                 .context("frame size does not match its pixels")?;
             let mut out = std::io::BufWriter::new(std::fs::File::create(&full)?);
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(&img)?;
+            let (x, y, w, h) =
+                panoptes_analytics::pipeline::snapshot_crop(bbox, frame.width, frame.height, 0.2);
+            if w > 0 && h > 0 {
+                let crop = image::imageops::crop_imm(&img, x, y, w, h).to_image();
+                let crop_path = full.with_file_name(crop_name(&full));
+                let mut out = std::io::BufWriter::new(std::fs::File::create(crop_path)?);
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&crop)?;
+            }
             Ok(())
         })
         .await;
@@ -265,4 +286,10 @@ impl Analytics {
             }
         }
     }
+}
+
+/// `x.jpg` → `x-crop.jpg`.
+pub fn crop_name(full: &Path) -> String {
+    let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("snapshot");
+    format!("{stem}-crop.jpg")
 }

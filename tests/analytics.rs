@@ -54,6 +54,11 @@ fn detections_from_a_real_clip_become_events_with_snapshots() {
     let bytes = std::fs::read(dir.path().join("data/snapshots").join(snap)).unwrap();
     assert_eq!(&bytes[..3], &[0xff, 0xd8, 0xff], "JPEG");
 
+    let crop = dir.path().join("data/snapshots").join(snap.replace(".jpg", "-crop.jpg"));
+    let crop = std::fs::read(&crop).unwrap_or_else(|e| panic!("{}: {e}", crop.display()));
+    assert_eq!(&crop[..3], &[0xff, 0xd8, 0xff], "crop JPEG");
+    assert_ne!(crop, bytes, "the crop is not the whole frame");
+
     // Motion asked the decoder for full rate: more frames delivered than key frames alone.
     // (Key frames alone would deliver one frame per 2 s GOP: about 10 in 20 s.)
     let metric = r#"panoptes_decode_delivered_total{camera="street""#;

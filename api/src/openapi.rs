@@ -27,6 +27,7 @@ use crate::session::Caller;
         crate::routes::events::review,
         crate::routes::events::counts,
         crate::routes::events::stream,
+        crate::routes::events::snapshot,
         crate::routes::recordings::list,
         crate::routes::recordings::file,
         crate::routes::recordings::export,

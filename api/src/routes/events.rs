@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/events/counts", get(counts))
         .route("/api/events/{id}", get(one))
         .route("/api/events/{id}/review", post(review))
+        .route("/api/events/{id}/snapshot", get(snapshot))
 }
 
 /// An event as the API shows it.
@@ -182,6 +183,43 @@ pub(crate) async fn one(
     let access = cameras_visible(&state, &caller.user).await?;
     let e = queries::get(&state.inner.pool, &access, id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(e.into()))
+}
+
+/// Which snapshot.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnapshotParams {
+    /// The crop around the object instead of the whole frame.
+    crop: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/events/{id}/snapshot", tag = "events",
+    params(("id" = Uuid, Path, description = "Event id"), SnapshotParams),
+    responses((status = 200, description = "JPEG", content_type = "image/jpeg", body = String),
+              (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(p): Query<SnapshotParams>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    use tower::ServiceExt;
+    let access = cameras_visible(&state, &caller.user).await?;
+    let e = queries::get(&state.inner.pool, &access, id).await?.ok_or(ApiError::NotFound)?;
+    let rel = e.snapshot_path.ok_or(ApiError::NotFound)?;
+    let dir = state.inner.config.data_dir.join("snapshots");
+    let mut full = crate::routes::recordings::inside(&dir, &rel).ok_or(ApiError::NotFound)?;
+    if p.crop == Some(true) {
+        let stem = full.file_stem().and_then(|s| s.to_str()).unwrap_or("snapshot").to_owned();
+        full.set_file_name(format!("{stem}-crop.jpg"));
+    }
+    let resp =
+        tower_http::services::ServeFile::new(&full).oneshot(req).await.map_err(|_| ApiError::Internal)?;
+    if resp.status() == axum::http::StatusCode::NOT_FOUND {
+        return Err(ApiError::NotFound);
+    }
+    Ok(resp.map(axum::body::Body::new))
 }
 
 /// A review decision.

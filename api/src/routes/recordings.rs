@@ -104,7 +104,7 @@ pub(crate) async fn list(
 }
 
 /// A path from the index, checked to stay inside the data directory.
-fn inside(data_dir: &FsPath, relative: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn inside(data_dir: &FsPath, relative: &str) -> Option<std::path::PathBuf> {
     let rel = FsPath::new(relative);
     let clean = rel.components().all(|c| matches!(c, Component::Normal(_)));
     clean.then(|| data_dir.join(rel))
