@@ -8,6 +8,7 @@
 //!   scoping what a caller sees; a one-time setup token for the first admin; every login,
 //!   token change and setup written to the hash-chained audit log.
 //! - Cameras: live status of every stream the caller may see.
+//! - Live view: WHEP/WebRTC relay of the cameras' encoded video ([`live`]).
 //!
 //! What this crate must not do: talk RTSP, decode or run inference. It reads camera state
 //! from [`panoptes_core::StatusBoard`] and data through `panoptes-storage`.
@@ -15,6 +16,7 @@
 pub mod auth;
 mod error;
 mod limiter;
+pub mod live;
 mod ops;
 mod routes;
 pub mod scope;
@@ -41,6 +43,8 @@ pub struct ApiConfig {
     pub secure_cookies: bool,
     /// SHA-256 of the one-time setup token, while no user exists.
     pub setup_token_hash: Option<Vec<u8>>,
+    /// The WebRTC live relay; without one the WHEP endpoints answer that live view is off.
+    pub live: Option<live::Relay>,
 }
 
 /// What every handler can reach.
@@ -103,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     ops::routes()
         .merge(routes::access::routes())
         .merge(routes::cameras::routes())
+        .merge(live::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
