@@ -33,6 +33,7 @@ struct Args {
     pid: u32,
     secs: u64,
     viewers: Vec<usize>,
+    metrics_token: Option<String>,
 }
 
 fn args() -> Args {
@@ -45,6 +46,7 @@ fn args() -> Args {
         pid: 0,
         secs: 20,
         viewers: vec![1, 10, 50],
+        metrics_token: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +59,7 @@ fn args() -> Args {
             "--stream" => a.stream = v,
             "--pid" => a.pid = v.parse().expect("--pid"),
             "--secs" => a.secs = v.parse().expect("--secs"),
+            "--metrics-token" => a.metrics_token = Some(v),
             "--viewers" => a.viewers = v.split(',').map(|n| n.parse().expect("--viewers")).collect(),
             _ => panic!("unknown argument {k}"),
         }
@@ -163,6 +166,23 @@ async fn viewer(
         .await;
 }
 
+/// Quantiles of the relay's delay histogram (rendered as a summary), in ms.
+async fn relay_delay(http: &reqwest::Client, a: &Args) -> String {
+    let Some(token) = &a.metrics_token else { return "-".into() };
+    let Ok(r) = http.get(format!("{}/metrics", a.base)).bearer_auth(token).send().await else {
+        return "-".into();
+    };
+    let text = r.text().await.unwrap_or_default();
+    let q = |q: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("panoptes_live_relay_delay_seconds{{quantile=\"{q}\"}}")))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .map(|v| format!("{:.1}", v * 1000.0))
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("{} / {} / {}", q("0.5"), q("0.99"), q("1"))
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
@@ -196,8 +216,9 @@ async fn main() {
         let mbit = (bytes.load(Ordering::Relaxed) - b0) as f64 * 8.0 / dt / 1e6;
         let fps = (frames.load(Ordering::Relaxed) - f0) as f64 / dt / n as f64;
         println!(
-            "| {n} | {idle:.1} % | {busy:.1} % | {:.2} % | {mbit:.1} | {fps:.1} |",
-            (busy - idle) / n as f64
+            "| {n} | {idle:.1} % | {busy:.1} % | {:.2} % | {mbit:.1} | {fps:.1} | {} |",
+            (busy - idle) / n as f64,
+            relay_delay(&http, &a).await
         );
         cancel.cancel();
         for t in tasks {

@@ -278,10 +278,17 @@ impl Driver {
             // A stream's key frames tick the conversion cache's clock too.
             self.share.prune(now);
         }
+        let received = frame.received;
         let shared = self.share.get(frame, now);
         let Some(entry) = self.sessions.get_mut(id) else { return };
+        let live = entry.session.is_connected();
         entry.session.push_frame(shared, now);
         self.drain(id, now);
+        if live {
+            // Camera frame complete → its datagrams handed to the kernel, for this viewer.
+            let delay = SystemTime::now().duration_since(received).unwrap_or_default();
+            metrics::histogram!("panoptes_live_relay_delay_seconds").record(delay.as_secs_f64());
+        }
     }
 
     fn timeouts(&mut self) {

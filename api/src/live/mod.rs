@@ -21,7 +21,8 @@
 //! Metrics: `panoptes_live_viewers{camera,stream}` (gauge), `panoptes_live_bytes_sent_total`,
 //! `panoptes_live_resyncs_total{reason}`, `panoptes_live_sessions_ended_total{reason}`,
 //! `panoptes_live_datagrams_dropped_total`, `panoptes_live_frame_age_seconds` (camera
-//! arrival → relay, a histogram).
+//! arrival → relay driver), `panoptes_live_relay_delay_seconds` (camera arrival → the
+//! frame's datagrams sent, per viewer).
 
 pub mod driver;
 pub mod session;
