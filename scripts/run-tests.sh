@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, #[sqlx::test] database tests and the
-# end-to-end tests in tests/. Uses cargo-nextest when installed, `cargo test` otherwise.
+# end-to-end tests in tests/ (cargo-nextest when installed, `cargo test` otherwise), then the
+# browser tests in tests/browser (headless Chromium against the real binary; root needed for
+# their network namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +12,14 @@ if ! pg_isready -q -d "${DATABASE_URL:?DATABASE_URL must point at a PostgreSQL s
   exit 1
 fi
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --locked --workspace --no-fail-fast --profile ci
+  cargo nextest run --locked --workspace --no-fail-fast --profile ci || status=$?
 else
-  exec cargo test --locked --workspace --no-fail-fast
+  cargo test --locked --workspace --no-fail-fast || status=$?
 fi
+
+echo "run-tests: browser tests (tests/browser, headless Chromium)"
+cargo build --locked --quiet --bin panoptes
+PANOPTES_BIN="${CARGO_TARGET_DIR:-target}/debug/panoptes" tests/browser/run.sh || status=$?
+exit "$status"

@@ -259,7 +259,25 @@ CLIPS_DIR=$CACHE/clips
 rm -rf -- "$CLIPS_DIR"/.build.*   # left by a killed make-clips.sh (we hold the lock)
 "$script_dir/make-clips.sh" "$MEDIA_DIR" "$CLIPS_DIR" | sed -u 's/^\[clips\]/[setup] clips:/'
 
-# --- 6. env.sh --------------------------------------------------------------------------
+# --- 6. browser test dependencies (npm) ----------------------------------------------------
+# playwright-core, pinned by tests/browser/package-lock.json, into tests/browser/node_modules
+# (git-ignored; npm keeps its download cache in ~/.npm). Reinstalled only when the lock
+# changes. Never `npx playwright install`: the tests use Debian's chromium.
+
+browser_dir=$script_dir/../tests/browser
+lock_sum=$(sha256_of "$browser_dir/package-lock.json")
+stamp=$browser_dir/node_modules/.panoptes-lock-sha256
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$lock_sum" ]]; then
+    log "browser test npm packages: up to date"
+else
+    command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer with npm"
+    log "browser test npm packages: npm ci --prefix tests/browser"
+    npm ci --prefix "$browser_dir" --no-audit --no-fund --loglevel=error ||
+        die "npm ci failed in $browser_dir"
+    printf '%s\n' "$lock_sum" > "$stamp"
+fi
+
+# --- 7. env.sh --------------------------------------------------------------------------
 
 env_file=$CACHE/env.sh
 env_text=$(cat <<EOF
@@ -277,7 +295,7 @@ else
     log "env: wrote $env_file"
 fi
 
-# --- 7. sanity check of the test camera's runtime -----------------------------------------
+# --- 8. sanity check of the test camera's runtime -----------------------------------------
 
 if ! /usr/bin/python3 - <<'PY' 2>/dev/null
 import gi

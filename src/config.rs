@@ -58,6 +58,15 @@ pub struct ServerConfig {
     /// Mark the session cookie `Secure`: set when browsers reach Panoptes over HTTPS
     /// (directly or through a proxy).
     pub secure_cookies: bool,
+    /// UDP address of the WebRTC live relay (WHEP): every viewer shares this one socket
+    /// and port. Browsers must reach it over UDP (ICE over TCP is not supported). Empty
+    /// switches live view off.
+    pub webrtc_udp: String,
+    /// IP addresses given to browsers as the relay's ICE candidates, with the port of
+    /// `webrtc_udp` (e.g. the public address behind NAT with that port forwarded). Empty
+    /// means the bound address, or 127.0.0.1 and the default route's address when bound
+    /// to 0.0.0.0.
+    pub webrtc_advertise: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +79,8 @@ impl Default for ServerConfig {
             metrics_token_file: None,
             shutdown_timeout_secs: 30,
             secure_cookies: false,
+            webrtc_udp: "0.0.0.0:8189".into(),
+            webrtc_advertise: Vec::new(),
         }
     }
 }
@@ -489,6 +500,10 @@ pub struct Settings {
     pub node_id: NodeId,
     /// `/metrics` bearer token.
     pub metrics_token: Option<String>,
+    /// The WebRTC relay's UDP address (none: live view off).
+    pub webrtc_udp: Option<SocketAddr>,
+    /// IPs advertised as ICE candidates.
+    pub webrtc_advertise: Vec<std::net::IpAddr>,
     /// Database.
     pub database: DatabaseTarget,
     /// Cameras.
@@ -599,6 +614,27 @@ fn validate(
     }
     if r.interval_secs == 0 {
         push("retention.interval_secs", "must be at least 1".into());
+    }
+    let webrtc_udp = if config.server.webrtc_udp.is_empty() {
+        None
+    } else {
+        match config.server.webrtc_udp.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                push(
+                    "server.webrtc_udp",
+                    format!("{:?} is not an address:port such as 0.0.0.0:8189", config.server.webrtc_udp),
+                );
+                None
+            }
+        }
+    };
+    let mut webrtc_advertise = Vec::new();
+    for (i, ip) in config.server.webrtc_advertise.iter().enumerate() {
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(a) if !a.is_unspecified() => webrtc_advertise.push(a),
+            _ => push(&format!("server.webrtc_advertise[{i}]"), format!("{ip:?} is not a usable IP address")),
+        }
     }
     if config.server.shutdown_timeout_secs == 0 {
         push("server.shutdown_timeout_secs", "must be at least 1".into());
@@ -728,7 +764,16 @@ fn validate(
         }
     }
 
-    Some(Settings { listen: listen?, node_id: node_id?, metrics_token, database: database?, cameras, config })
+    Some(Settings {
+        listen: listen?,
+        node_id: node_id?,
+        metrics_token,
+        webrtc_udp,
+        webrtc_advertise,
+        database: database?,
+        cameras,
+        config,
+    })
 }
 
 fn check_database_url(

@@ -155,6 +155,22 @@ pub fn retention_policy(settings: &Settings) -> panoptes_storage::retention::Ret
     }
 }
 
+/// Starts the WebRTC live relay on `server.webrtc_udp`. A port that cannot be bound is
+/// logged and leaves live view off rather than stopping recording.
+async fn start_live_relay(
+    settings: &Settings,
+    cancel: &CancellationToken,
+) -> Option<panoptes_api::live::Relay> {
+    let bind = settings.webrtc_udp?;
+    match panoptes_api::live::Relay::start(bind, &settings.webrtc_advertise, cancel.clone()).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            error!(udp = %bind, error = %e, "live view is off: cannot bind server.webrtc_udp");
+            None
+        }
+    }
+}
+
 /// Re-reads the configuration file and applies camera changes. A file with problems is
 /// reported and ignored: the running cameras stay as they are.
 async fn reload(
@@ -309,11 +325,13 @@ pub async fn run(
     } else {
         None
     };
+    let http_relay_cancel = CancellationToken::new();
     let api_config = panoptes_api::ApiConfig {
         metrics_token: settings.metrics_token.clone(),
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
         data_dir: data_dir.clone(),
+        live: start_live_relay(&settings, &http_relay_cancel).await,
     };
     let live = std::sync::Arc::new(cameras.live_source());
     let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);
@@ -336,6 +354,7 @@ pub async fn run(
     let ordered = async {
         info!("shutdown 1/4: HTTP server stops accepting");
         http_cancel.cancel();
+        http_relay_cancel.cancel();
         match http.await {
             Ok(Err(e)) => warn!(error = %e, "HTTP server ended with an error"),
             Err(e) => warn!(error = %e, "HTTP server task failed"),

@@ -41,6 +41,18 @@ pub enum ApiError {
     /// The feature is switched off by configuration.
     #[error("{0}")]
     Disabled(&'static str),
+    /// The request body has the wrong content type.
+    #[error("expected Content-Type {0}")]
+    UnsupportedMediaType(&'static str),
+    /// The method is not supported on this resource.
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+    /// The browser cannot play the stream's codec.
+    #[error("{0}")]
+    CodecUnsupported(String),
+    /// The thing exists but cannot serve now (e.g. a stream that is not running).
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Something failed on our side; details are in the log.
     #[error("internal error")]
     Internal,
@@ -69,6 +81,12 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::CodecUnsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "codec_unsupported"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

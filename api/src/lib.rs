@@ -8,6 +8,7 @@
 //!   scoping what a caller sees; a one-time setup token for the first admin; every login,
 //!   token change and setup written to the hash-chained audit log.
 //! - Cameras: live status of every stream the caller may see.
+//! - Live view: WHEP/WebRTC relay of the cameras' encoded video ([`live`]).
 //!
 //! What this crate must not do: talk RTSP, decode or run inference. It reads camera state
 //! from [`panoptes_core::StatusBoard`] and data through `panoptes-storage`.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod error;
 mod limiter;
+pub mod live;
 mod openapi;
 mod ops;
 mod routes;
@@ -44,6 +46,8 @@ pub struct ApiConfig {
     pub setup_token_hash: Option<Vec<u8>>,
     /// The data directory (recordings and exports are served from it).
     pub data_dir: std::path::PathBuf,
+    /// The WebRTC live relay; without one the WHEP endpoints answer that live view is off.
+    pub live: Option<live::Relay>,
 }
 
 /// What every handler can reach.
@@ -109,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::routes())
         .merge(routes::recordings::routes())
         .merge(openapi::routes())
+        .merge(live::routes())
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
