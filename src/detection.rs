@@ -3,9 +3,10 @@
 //! full-rate or key-frame-only decoding goes back to the decoder, and its track events and
 //! line counts go to the event writer, with a JPEG snapshot of each event's best frame.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use panoptes_analytics::pipeline::{
 };
 use panoptes_analytics::{DecodeRate, DetectorConfig, ExecutionProviderKind, Frame, OrtDetector, TrackEvent};
 use panoptes_camera_gateway::decode::{DecodeMode, DecoderHandle};
-use panoptes_core::{CameraId, NodeId, Pts90k};
+use panoptes_core::{CameraId, DetectRequests, NodeId, Pts90k};
 use panoptes_storage::events::{self as ev, EventSink};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,21 @@ pub struct Analytics {
     snapshots: PathBuf,
     /// Distinguishes this run's track ids (trackers count from 1 at every start).
     run: i64,
+    /// Full-rate decoding asked for, per camera, until when.
+    requests: Arc<Mutex<HashMap<CameraId, Instant>>>,
+}
+
+impl DetectRequests for Analytics {
+    fn request_full_rate(&self, camera: &CameraId, duration: Duration) -> bool {
+        let Ok(mut map) = self.requests.lock() else { return false };
+        match map.get_mut(camera) {
+            Some(until) => {
+                *until = (*until).max(Instant::now() + duration);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Analytics {
@@ -83,6 +99,7 @@ pub fn load(
         node,
         snapshots: data_dir.join("snapshots"),
         run,
+        requests: Arc::default(),
     }))
 }
 
@@ -102,11 +119,19 @@ impl Analytics {
         let (events_tx, mut events_rx) = mpsc::channel(256);
         let clock: Arc<Mutex<Option<(Pts90k, SystemTime)>>> = Arc::default();
 
-        // Decoder → pipeline frames; pipeline → decoder rate.
+        // Decoder → pipeline frames; pipeline (or a request) → decoder rate.
         let mut decoded = decoder.frames.clone();
         let control = decoder.control.clone();
         let (bridge_cancel, bridge_clock) = (cancel.clone(), clock.clone());
+        let requests = self.requests.clone();
+        if let Ok(mut map) = requests.lock() {
+            map.insert(camera.clone(), Instant::now());
+        }
+        let bridge_camera = camera.clone();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut wanted = DecodeRate::KeyframesOnly;
+            let mut applied = None;
             loop {
                 tokio::select! {
                     _ = bridge_cancel.cancelled() => break,
@@ -116,15 +141,27 @@ impl Analytics {
                         if let Ok(mut c) = bridge_clock.lock() { *c = Some((f.pts, f.received)); }
                         // The same frame, shared: no copy between decoder and analytics.
                         frames_tx.send_replace(Some(f));
+                        continue;
                     }
                     changed = rate_rx.changed() => {
                         if changed.is_err() { break }
-                        let mode = match *rate_rx.borrow_and_update() {
-                            DecodeRate::Full => DecodeMode::Full,
-                            DecodeRate::KeyframesOnly => DecodeMode::KeyframesOnly,
-                        };
-                        control.set_mode(mode);
+                        wanted = *rate_rx.borrow_and_update();
                     }
+                    _ = tick.tick() => {}
+                }
+                let asked = requests
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&bridge_camera).copied())
+                    .is_some_and(|u| u > Instant::now());
+                let mode = if wanted == DecodeRate::Full || asked {
+                    DecodeMode::Full
+                } else {
+                    DecodeMode::KeyframesOnly
+                };
+                if applied != Some(mode) {
+                    control.set_mode(mode);
+                    applied = Some(mode);
                 }
             }
         });

@@ -293,6 +293,7 @@ pub async fn run(
             None
         }
     };
+    let detect = analytics.clone().map(|a| panoptes_api::DetectHandle(std::sync::Arc::new(a)));
     let mut cameras = Cameras::new(board.clone(), Some(recording)).with_analytics(analytics);
     let report = cameras.apply(&settings.cameras).await;
     info!(cameras = report.added.len(), "cameras started");
@@ -331,6 +332,7 @@ pub async fn run(
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
         data_dir: data_dir.clone(),
+        detect,
         live: start_live_relay(&settings, &http_relay_cancel).await,
     };
     let live = std::sync::Arc::new(cameras.live_source());

@@ -68,3 +68,87 @@ fn detections_from_a_real_clip_become_events_with_snapshots() {
     });
     assert!(p.stop(Duration::from_secs(30)).success(), "{}", p.log_text());
 }
+
+#[test]
+fn an_idle_camera_decodes_key_frames_until_asked_for_full_rate() {
+    use std::io::Write;
+    let camera = Camera::start();
+    let dir = scratch_dir();
+    let db = TestDatabase::create();
+    // Motion never counts and the heartbeat never comes: the camera stays idle.
+    let config = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:{{port}}"
+        data_dir = "{{data_dir}}"
+        metrics_token_env = "E2E_METRICS_TOKEN"
+        [analytics]
+        enabled = true
+        [[cameras]]
+        id = "quiet"
+        [cameras.analytics.motion]
+        min_changed_fraction = 1.0
+        heartbeat_secs = 3600.0
+        [[cameras.streams]]
+        url = "{}"
+        roles = ["detect"]
+        "#,
+        camera.url("h264-360p")
+    );
+    let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url), ("E2E_METRICS_TOKEN", "e2e-metrics-token")];
+    let mut p = Panoptes::start(dir.path(), &config, env);
+    p.wait_ready(Duration::from_secs(60));
+    let metric = r#"panoptes_decode_delivered_total{camera="quiet""#;
+    let delivered = |p: &Panoptes| p.metric(metric).unwrap_or(0.0);
+    wait_for(Duration::from_secs(10), "the first key frame", || (delivered(&p) > 0.0).then_some(()));
+    // Idle: about one frame per 2 s GOP.
+    let (a, t) = (delivered(&p), std::time::Instant::now());
+    wait_for(Duration::from_secs(10), "two more key frames", || (delivered(&p) >= a + 2.0).then_some(()));
+    let idle_rate = (delivered(&p) - a) / t.elapsed().as_secs_f64();
+    assert!(idle_rate < 1.5, "idle rate {idle_rate}/s");
+
+    let cfg = dir.path().join("panoptes.toml");
+    let mut child = panoptes_cmd(env)
+        .args(["user", "add", "ops", "--role", "operator", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant =
+        panoptes_cmd(env).args(["user", "grant", "ops", "quiet", "--config"]).arg(&cfg).output().unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    let me: serde_json::Value = client
+        .post(p.url("/api/auth/login"))
+        .json(&serde_json::json!({"name": "ops", "password": "a long enough password"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap();
+    let asked = client
+        .post(p.url("/api/cameras/quiet/detect"))
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"seconds": 30}))
+        .send()
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    let missing = client
+        .post(p.url("/api/cameras/nope/detect"))
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({"seconds": 30}))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Asked: the detect rate (5 fps), from the next key frame on.
+    let (b, t) = (delivered(&p), std::time::Instant::now());
+    wait_for(Duration::from_secs(15), "full-rate frames", || (delivered(&p) >= b + 20.0).then_some(()));
+    let full_rate = (delivered(&p) - b) / t.elapsed().as_secs_f64();
+    assert!(full_rate > 2.5, "asked rate {full_rate}/s (idle was {idle_rate}/s)");
+    assert!(p.stop(Duration::from_secs(30)).success());
+}

@@ -35,6 +35,16 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+/// Where "analyse this camera now" requests go.
+#[derive(Clone)]
+pub struct DetectHandle(pub Arc<dyn panoptes_core::DetectRequests>);
+
+impl std::fmt::Debug for DetectHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DetectHandle")
+    }
+}
+
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
@@ -46,6 +56,8 @@ pub struct ApiConfig {
     pub setup_token_hash: Option<Vec<u8>>,
     /// The data directory (recordings and exports are served from it).
     pub data_dir: std::path::PathBuf,
+    /// Analytics on this node, for full-rate detection requests.
+    pub detect: Option<DetectHandle>,
     /// The WebRTC live relay; without one the WHEP endpoints answer that live view is off.
     pub live: Option<live::Relay>,
 }

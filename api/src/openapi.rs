@@ -22,6 +22,7 @@ use crate::session::Caller;
         crate::routes::access::create_token,
         crate::routes::access::revoke_token,
         crate::routes::cameras::status,
+        crate::routes::cameras::detect,
         crate::routes::events::list,
         crate::routes::events::one,
         crate::routes::events::review,

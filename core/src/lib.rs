@@ -14,6 +14,6 @@ pub mod url;
 
 pub use frame::{EncodedFrame, Pts90k, VideoCodec};
 pub use ids::{CameraId, IdError, NodeId};
-pub use live::{LiveFeed, LiveSource};
+pub use live::{DetectRequests, LiveFeed, LiveSource};
 pub use status::{StatusBoard, StreamPhase, StreamRole, StreamStatus};
 pub use url::{RedactedUrl, redact};

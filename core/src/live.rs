@@ -28,3 +28,11 @@ pub trait LiveSource: Send + Sync + 'static {
     /// Subscribes to a running stream; `None` if this node does not hold it.
     fn subscribe(&self, camera: &CameraId, stream: &str) -> Option<LiveFeed>;
 }
+
+/// Requests to analyse a camera at the full detect rate for a while ("when asked"), on top
+/// of what motion and active tracks ask for.
+pub trait DetectRequests: Send + Sync + 'static {
+    /// Asks for full-rate decoding of `camera` for `duration`; `false` if this node runs no
+    /// analytics for it.
+    fn request_full_rate(&self, camera: &CameraId, duration: std::time::Duration) -> bool;
+}
