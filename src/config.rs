@@ -149,6 +149,9 @@ pub struct AnalyticsSettings {
     pub threads: usize,
     /// Inferences running at once across all cameras.
     pub parallel: usize,
+    /// Labels kept (others are dropped before tracking). Empty keeps every label the models
+    /// know. Vehicle classes stay apart: a bus is never a car.
+    pub labels: Vec<String>,
 }
 
 impl Default for AnalyticsSettings {
@@ -159,6 +162,7 @@ impl Default for AnalyticsSettings {
             provider: "auto".into(),
             threads: 1,
             parallel: 1,
+            labels: ["person", "face", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec(),
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn load(
             _ => ExecutionProviderKind::Cpu,
         },
         intra_threads: settings.threads,
+        keep_labels: (!settings.labels.is_empty()).then(|| settings.labels.clone()),
         ..DetectorConfig::default()
     };
     let mut detectors: Vec<SharedDetector> = Vec::new();

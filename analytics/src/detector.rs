@@ -199,7 +199,10 @@ fn log_fallback_once(model: &str, requested: ExecutionProviderKind, reason: &str
         Ok(mut guard) => guard.get_or_insert_with(HashSet::new).insert((requested, reason.to_owned())),
         Err(_) => true,
     };
-    if first {
+    if first && requested == ExecutionProviderKind::Auto {
+        // `auto` means "a GPU if there is one": no GPU is expected news, not a warning.
+        tracing::info!(model, ?requested, reason, "GPU execution provider unavailable: running on the CPU");
+    } else if first {
         tracing::warn!(model, ?requested, reason, "GPU execution provider unavailable: running on the CPU");
     } else {
         tracing::debug!(
