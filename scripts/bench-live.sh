@@ -9,8 +9,10 @@
 #
 # Needs root, scripts/setup.sh done, gstreamer1.0-nice and gir1.2-gst-plugins-bad-1.0.
 # PROFILE=release (default debug) picks the build of panoptes and live_load. WEBRTCBIN=1 also
-# runs the GStreamer reference relay; it does not work with the str0m client yet (DTLS
-# handshake failure, see scripts/bench-webrtcbin.py), so it is off by default.
+# runs the GStreamer reference relay (scripts/bench-webrtcbin.py). The viewers are str0m
+# clients (api/examples/live_load.rs: also reads the relay delay) or, with CLIENT=aiortc,
+# aiortc clients (scripts/bench-client.py, installed from PyPI into a venv in the cache),
+# which both relays accept: str0m's DTLS refuses webrtcbin's RSA certificate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${1:-1,10,50}
@@ -20,10 +22,16 @@ CACHE=${PANOPTES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/panoptes}
 # shellcheck disable=SC1091
 source "$CACHE/env.sh"
 TARGET=${CARGO_TARGET_DIR:-target}
+AIORTC_VERSION=1.16.0
+export AIORTC_VENV=$CACHE/tools/aiortc-$AIORTC_VERSION
 
 if [[ "${BENCH_IN_NETNS:-}" != 1 ]]; then
     flag=()
     [[ $PROFILE == release ]] && flag=(--release)
+    if [[ "${CLIENT:-str0m}" == aiortc && ! -x "$AIORTC_VENV/bin/python" ]]; then
+        /usr/bin/python3 -m venv "$AIORTC_VENV"
+        "$AIORTC_VENV/bin/pip" install -q "aiortc==$AIORTC_VERSION"
+    fi
     cargo build --locked -q "${flag[@]}" --bin panoptes
     cargo build --locked -q "${flag[@]}" -p panoptes-api --example live_load
     work=$(mktemp -d /tmp/panoptes-bench.XXXXXX)
@@ -94,6 +102,20 @@ if [[ "${WEBRTCBIN:-}" == 1 ]]; then
     wait_for 30 grep -q READY "$work/gst.out"
 fi
 sleep 3  # the relays receiving the stream
+
+if [[ "${CLIENT:-str0m}" == aiortc ]]; then
+    py=$AIORTC_VENV/bin/python
+    echo "## Panoptes (str0m relay, $PROFILE build), aiortc viewers, $SECS s per measurement, 720p 25 fps"
+    "$py" scripts/bench-client.py --whep http://127.0.0.1:18080/api/live/lobby/main/whep --pid "$panoptes" \
+        --login http://127.0.0.1:18080 bench bench-password --viewers "$VIEWERS" --secs "$SECS"
+    if [[ "${WEBRTCBIN:-}" == 1 ]]; then
+        echo
+        echo "## GStreamer webrtcbin relay (rtph264pay + webrtcbin per viewer), aiortc viewers, same stream"
+        "$py" scripts/bench-client.py --whep http://127.0.0.1:18081/whep --pid "$gst" \
+            --viewers "$VIEWERS" --secs "$SECS"
+    fi
+    exit 0
+fi
 
 echo "## Panoptes (str0m relay, $PROFILE build), $SECS s per measurement, 720p 25 fps ~2 Mbit/s"
 "$work/live_load" --base http://127.0.0.1:18080 --user bench --password bench-password --camera lobby \

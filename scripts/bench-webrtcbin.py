@@ -15,11 +15,11 @@ benchmark script makes a veth pair inside its own network namespace).
 
 Needs: python3-gi, gir1.2-gst-plugins-bad-1.0, gstreamer1.0-nice, gstreamer1.0-plugins-bad.
 
-Known problem: the benchmark's str0m client does not get media from it. ICE connects, but
-DTLS fails: webrtcbin (GStreamer 1.22) uses an RSA certificate and str0m 0.25 answers its
-handshake with alert 40 (handshake_failure). Setting an ECDSA certificate through
-dtlssrtpdec's `pem` or the DTLS transport's `certificate` did not change the fingerprint
-webrtcbin writes in its answer. BENCH_DEBUG=1 prints the answers.
+Clients: aiortc (scripts/bench-client.py) works. The str0m client (live_load) does not get
+media: ICE connects, but webrtcbin (GStreamer 1.22) presents an RSA DTLS certificate and
+str0m 0.25 aborts the handshake with alert 40 (handshake_failure); setting an ECDSA
+certificate through dtlssrtpdec's `pem` or the DTLS transport's `certificate` did not change
+the fingerprint webrtcbin writes in its answer. BENCH_DEBUG=1 prints the answers.
 """
 
 import argparse
@@ -108,15 +108,27 @@ class Relay:
         return vid, done, result
 
     def remove(self, vid):
+        """Unlinks a viewer's branch when no buffer is in flight on its tee pad (an IDLE
+        probe), then stops and removes its elements; unlinking a live branch directly
+        stalls the whole pipeline."""
         v = self.viewers.pop(vid, None)
         if not v:
             return False
         q, pay, wrtc, tee_pad = v
-        tee_pad.unlink(q.get_static_pad("sink"))
-        self.tee.release_request_pad(tee_pad)
-        for e in (q, pay, wrtc):
-            e.set_state(Gst.State.NULL)
-            self.pipe.remove(e)
+
+        def teardown():
+            for e in (q, pay, wrtc):
+                e.set_state(Gst.State.NULL)
+                self.pipe.remove(e)
+            return False
+
+        def idle(pad, _info):
+            pad.unlink(q.get_static_pad("sink"))
+            self.tee.release_request_pad(pad)
+            GLib.idle_add(teardown)
+            return Gst.PadProbeReturn.REMOVE
+
+        tee_pad.add_probe(Gst.PadProbeType.IDLE, idle)
         return True
 
 
