@@ -7,6 +7,10 @@
 //!     --pid $(pidof panoptes) --secs 20 --viewers 1,10,50
 //! ```
 //!
+//! `--whep-url URL` (without `--user`) points it at another WHEP endpoint, e.g. the
+//! GStreamer reference relay of scripts/bench-webrtcbin.py; `--bind-ip` sets the viewers'
+//! address; `--metrics-token` reads Panoptes' relay delay from `/metrics`.
+//!
 //! For each count it first measures the process with no viewer (ingest and the rest), then
 //! with the viewers connected, and prints the difference per viewer.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -34,6 +38,8 @@ struct Args {
     secs: u64,
     viewers: Vec<usize>,
     metrics_token: Option<String>,
+    whep_url: Option<String>,
+    bind_ip: String,
 }
 
 fn args() -> Args {
@@ -47,6 +53,8 @@ fn args() -> Args {
         secs: 20,
         viewers: vec![1, 10, 50],
         metrics_token: None,
+        whep_url: None,
+        bind_ip: "127.0.0.1".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -59,6 +67,8 @@ fn args() -> Args {
             "--stream" => a.stream = v,
             "--pid" => a.pid = v.parse().expect("--pid"),
             "--secs" => a.secs = v.parse().expect("--secs"),
+            "--whep-url" => a.whep_url = Some(v),
+            "--bind-ip" => a.bind_ip = v,
             "--metrics-token" => a.metrics_token = Some(v),
             "--viewers" => a.viewers = v.split(',').map(|n| n.parse().expect("--viewers")).collect(),
             _ => panic!("unknown argument {k}"),
@@ -88,6 +98,10 @@ struct Session {
 }
 
 async fn login(http: &reqwest::Client, a: &Args) -> Session {
+    if a.user.is_empty() {
+        // A WHEP endpoint without login (the reference relay).
+        return Session { cookie: String::new(), csrf: String::new() };
+    }
     let r = http
         .post(format!("{}/api/auth/login", a.base))
         .json(&serde_json::json!({"name": a.user, "password": a.password}))
@@ -109,15 +123,19 @@ async fn viewer(
     frames: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket = UdpSocket::bind((a.bind_ip.as_str(), 0)).await.unwrap();
     let local = socket.local_addr().unwrap();
     let mut rtc = Rtc::builder().set_stats_interval(None).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
     let mut change = rtc.sdp_api();
     change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, pending) = change.apply().unwrap();
+    let url = match &a.whep_url {
+        Some(u) => u.clone(),
+        None => format!("{}/api/live/{}/{}/whep", a.base, a.camera, a.stream),
+    };
     let r = http
-        .post(format!("{}/api/live/{}/{}/whep", a.base, a.camera, a.stream))
+        .post(url)
         .header("content-type", "application/sdp")
         .header("cookie", &s.cookie)
         .header("x-csrf-token", &s.csrf)
@@ -189,9 +207,9 @@ async fn main() {
     let http = reqwest::Client::new();
     let s = Arc::new(login(&http, &a).await);
     println!(
-        "| viewers | Panoptes CPU idle | with viewers | per viewer | Mbit/s received | frames/s per viewer |"
+        "| viewers | relay CPU, no viewer | with viewers | per viewer | Mbit/s received | frames/s per viewer | delay in relay p50 / p99 / max (ms) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &n in &a.viewers {
         let idle = cpu_percent(a.pid, a.secs).await;
         let cancel = CancellationToken::new();
