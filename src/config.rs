@@ -162,7 +162,9 @@ impl Default for AnalyticsSettings {
             provider: "auto".into(),
             threads: 1,
             parallel: 1,
-            labels: ["person", "face", "bicycle", "car", "motorcycle", "bus", "truck"].map(String::from).to_vec(),
+            labels: ["person", "face", "bicycle", "car", "motorcycle", "bus", "truck"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

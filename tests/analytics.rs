@@ -71,7 +71,6 @@ fn detections_from_a_real_clip_become_events_with_snapshots() {
 
 #[test]
 fn an_idle_camera_decodes_key_frames_until_asked_for_full_rate() {
-    use std::io::Write;
     let camera = Camera::start();
     let dir = scratch_dir();
     let db = TestDatabase::create();
@@ -95,7 +94,8 @@ fn an_idle_camera_decodes_key_frames_until_asked_for_full_rate() {
         "#,
         camera.url("h264-360p")
     );
-    let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url), ("E2E_METRICS_TOKEN", "e2e-metrics-token")];
+    let env: &[(&str, &str)] =
+        &[("PANOPTES_DATABASE_URL", &db.url), ("E2E_METRICS_TOKEN", "e2e-metrics-token")];
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(Duration::from_secs(60));
     let metric = r#"panoptes_decode_delivered_total{camera="quiet""#;
@@ -108,28 +108,8 @@ fn an_idle_camera_decodes_key_frames_until_asked_for_full_rate() {
     assert!(idle_rate < 1.5, "idle rate {idle_rate}/s");
 
     let cfg = dir.path().join("panoptes.toml");
-    let mut child = panoptes_cmd(env)
-        .args(["user", "add", "ops", "--role", "operator", "--config"])
-        .arg(&cfg)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let grant =
-        panoptes_cmd(env).args(["user", "grant", "ops", "quiet", "--config"]).arg(&cfg).output().unwrap();
-    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
-    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
-    let me: serde_json::Value = client
-        .post(p.url("/api/auth/login"))
-        .json(&serde_json::json!({"name": "ops", "password": "a long enough password"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap();
+    let (client, csrf) = user_session(&p, env, &cfg, "ops", "operator", &["quiet"]);
+    let csrf = csrf.as_str();
     let asked = client
         .post(p.url("/api/cameras/quiet/detect"))
         .header("x-csrf-token", csrf)

@@ -134,30 +134,7 @@ fn check_rows_match_disk(rows: &[(String, i64, String)], data_dir: &std::path::P
 
 /// Lists the recordings over the API, fetches a byte range of one, and exports a clip.
 fn check_playback_api(p: &Panoptes, env: Env<'_>, cfg: &std::path::Path) {
-    use std::io::Write;
-    let mut child = panoptes_cmd(env)
-        .args(["user", "add", "ops", "--role", "operator", "--config"])
-        .arg(cfg)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let grant =
-        panoptes_cmd(env).args(["user", "grant", "ops", "dock", "--config"]).arg(cfg).output().unwrap();
-    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
-
-    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
-    let me: serde_json::Value = client
-        .post(p.url("/api/auth/login"))
-        .json(&serde_json::json!({"name": "ops", "password": "a long enough password"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let (client, csrf) = user_session(p, env, cfg, "ops", "operator", &["dock"]);
     let now = chrono::Utc::now();
     let from = (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let to = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

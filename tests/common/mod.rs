@@ -338,3 +338,47 @@ impl Drop for TestDatabase {
         });
     }
 }
+
+/// Creates a user with the CLI (password on stdin), grants it cameras, logs it in over
+/// HTTP; returns a cookie-keeping client and the session's CSRF token.
+pub fn user_session(
+    p: &Panoptes,
+    env: Env<'_>,
+    config: &Path,
+    name: &str,
+    role: &str,
+    cameras: &[&str],
+) -> (reqwest::blocking::Client, String) {
+    use std::io::Write;
+    const PASSWORD: &str = "a long enough password";
+    let mut child = panoptes_cmd(env)
+        .args(["user", "add", name, "--role", role, "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+    if !cameras.is_empty() {
+        let out = panoptes_cmd(env)
+            .args(["user", "grant", name])
+            .args(cameras)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "user grant: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    let me: serde_json::Value = client
+        .post(p.url("/api/auth/login"))
+        .json(&serde_json::json!({"name": name, "password": PASSWORD}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap_or_else(|| panic!("login failed: {me}")).to_owned();
+    (client, csrf)
+}
