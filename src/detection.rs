@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use panoptes_analytics::batch::DetectBatcher;
 use panoptes_analytics::pipeline::{
-    CameraAnalyticsConfig, PipelineEvent, PipelineIo, SharedDetector, run_camera,
+    CameraAnalyticsConfig, PipelineEvent, PipelineIo, SharedDetector, run_camera_with,
 };
 use panoptes_analytics::{DecodeRate, DetectorConfig, ExecutionProviderKind, Frame, OrtDetector, TrackEvent};
 use panoptes_camera_gateway::decode::{DecodeMode, DecoderHandle};
@@ -26,8 +27,9 @@ use crate::config::AnalyticsSettings;
 /// Loaded detectors and what every camera pipeline shares.
 #[derive(Clone)]
 pub struct Analytics {
-    detectors: Vec<SharedDetector>,
-    permits: Arc<Semaphore>,
+    /// One batcher for every camera: frames that arrive together share an inference.
+    batcher: DetectBatcher,
+    models: usize,
     events: EventSink,
     node: NodeId,
     snapshots: PathBuf,
@@ -52,7 +54,7 @@ impl DetectRequests for Analytics {
 
 impl std::fmt::Debug for Analytics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analytics").field("detectors", &self.detectors.len()).finish_non_exhaustive()
+        f.debug_struct("Analytics").field("models", &self.models).finish_non_exhaustive()
     }
 }
 
@@ -93,9 +95,10 @@ pub fn load(
         detectors.push(Arc::new(Mutex::new(d)));
     }
     let run = Utc::now().timestamp_millis();
+    let models = detectors.len();
     Ok(Some(Analytics {
-        detectors,
-        permits: Arc::new(Semaphore::new(settings.parallel.max(1))),
+        batcher: DetectBatcher::start(detectors, Arc::new(Semaphore::new(settings.parallel.max(1))), 8),
+        models,
         events,
         node,
         snapshots: data_dir.join("snapshots"),
@@ -168,9 +171,9 @@ impl Analytics {
         });
 
         let io = PipelineIo { frames: frames_rx, events: events_tx, rate: rate_tx, stats: stats_tx, cancel };
-        let (detectors, permits, cam) = (self.detectors.clone(), self.permits.clone(), camera.clone());
+        let (batcher, cam) = (self.batcher.clone(), camera.clone());
         tokio::spawn(async move {
-            match run_camera(cam.clone(), config, detectors, permits, io).await {
+            match run_camera_with(cam.clone(), config, batcher, io).await {
                 Ok(stats) => info!(camera = %cam, ?stats, "analytics stopped"),
                 Err(e) => error!(camera = %cam, error = %e, "analytics stopped"),
             }

@@ -90,6 +90,9 @@ impl Default for DetectorConfig {
 /// Why a detector could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
+    /// A batch this frame was part of failed (the message is the batch's error).
+    #[error("batch failed: {0}")]
+    Batch(String),
     /// ONNX Runtime's shared library could not be found or loaded.
     #[error("ONNX Runtime: {0}")]
     Runtime(String),

@@ -16,6 +16,7 @@
 //! come in through a latest-frame slot and events leave through a channel of plain values.
 //! It reads model files only through [`OrtDetector::load`].
 
+pub mod batch;
 pub mod decode;
 pub mod detector;
 pub mod frame;

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{BatchError, DetectBatcher};
 use crate::decode::Detection;
-use crate::detector::{Detector, DetectorError};
+use crate::detector::Detector;
 use crate::frame::Frame;
 use crate::geometry::BBox;
 use crate::motion::{DecodeRate, GateDecision, MotionConfig, MotionGate};
@@ -194,30 +195,27 @@ pub struct PipelineIo {
     pub cancel: CancellationToken,
 }
 
-fn run_detectors(detectors: &[SharedDetector], frame: &Frame) -> Result<Vec<Detection>, DetectorError> {
-    let mut all = Vec::new();
-    for d in detectors {
-        let mut guard = match d.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut out = guard.detect(&[frame.view()])?;
-        all.append(&mut out.pop().unwrap_or_default());
-    }
-    Ok(all)
-}
-
-/// Runs one camera's pipeline until the frame slot closes or `io.cancel` fires.
+/// Runs one camera's pipeline with its own detectors (no batching with other cameras).
 pub async fn run_camera(
     camera: CameraId,
     config: CameraAnalyticsConfig,
     detectors: Vec<SharedDetector>,
     permits: Arc<Semaphore>,
+    io: PipelineIo,
+) -> Result<PipelineStats, PipelineError> {
+    run_camera_with(camera, config, DetectBatcher::start(detectors, permits, 1), io).await
+}
+
+/// Runs one camera's pipeline until the frame slot closes or `io.cancel` fires, sending
+/// frames through `batcher` (share one batcher between cameras to batch their frames).
+pub async fn run_camera_with(
+    camera: CameraId,
+    config: CameraAnalyticsConfig,
+    batcher: DetectBatcher,
     mut io: PipelineIo,
 ) -> Result<PipelineStats, PipelineError> {
     let mut core = CameraAnalytics::new(camera.clone(), &config)
         .map_err(|source| PipelineError::Zones { camera: camera.clone(), source })?;
-    let detectors: Arc<[SharedDetector]> = detectors.into();
     let mut stats = PipelineStats::default();
     loop {
         tokio::select! {
@@ -230,29 +228,20 @@ pub async fn run_camera(
         let decision = core.gate(&frame);
         io.rate.send_if_modified(|r| std::mem::replace(r, decision.rate) != decision.rate);
         if decision.run_detector.is_some() {
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
-            let (dets, frame_in) = (detectors.clone(), frame.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                run_detectors(&dets, &frame_in)
-            })
-            .await;
+            let result = batcher.detect(frame.clone()).await;
             stats.detector_runs += 1;
             match result {
-                Ok(Ok(detections)) => {
+                Ok(detections) => {
                     for event in core.track(&frame, &detections) {
                         if io.events.send(event).await.is_err() {
                             stats.events_dropped += 1;
                         }
                     }
                 }
-                Ok(Err(e)) => {
-                    stats.detector_errors += 1;
-                    tracing::warn!(camera = %camera, error = %e, "detector failed; frame skipped");
-                }
+                Err(BatchError::Stopped) => break,
                 Err(e) => {
                     stats.detector_errors += 1;
-                    tracing::error!(camera = %camera, error = %e, "detector task panicked; frame skipped");
+                    tracing::warn!(camera = %camera, error = %e, "detector failed; frame skipped");
                 }
             }
         }
