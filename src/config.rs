@@ -149,6 +149,10 @@ pub struct AnalyticsSettings {
     pub threads: usize,
     /// Inferences running at once across all cameras.
     pub parallel: usize,
+    /// Your own models: a manifest file in the format of `models/manifest.toml` (ONNX file
+    /// paths relative to it; YOLOv5/v8, NanoDet, CenterNet and CenterFace output layouts).
+    /// Its ids can then be listed in `models`.
+    pub manifest_file: Option<PathBuf>,
     /// Labels kept (others are dropped before tracking). Empty keeps every label the models
     /// know. Vehicle classes stay apart: a bus is never a car.
     pub labels: Vec<String>,
@@ -162,6 +166,7 @@ impl Default for AnalyticsSettings {
             provider: "auto".into(),
             threads: 1,
             parallel: 1,
+            manifest_file: None,
             labels: ["person", "face", "bicycle", "car", "motorcycle", "bus", "truck"]
                 .map(String::from)
                 .to_vec(),

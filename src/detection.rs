@@ -69,7 +69,10 @@ pub fn load(
         info!("analytics disabled by configuration");
         return Ok(None);
     }
-    let manifest = panoptes_models::Manifest::builtin().context("reading the model manifest")?;
+    let mut manifest = panoptes_models::Manifest::builtin().context("reading the model manifest")?;
+    if let Some(file) = &settings.manifest_file {
+        manifest = manifest.with_user_file(file).with_context(|| format!("analytics.manifest_file {}", file.display()))?;
+    }
     let cache = panoptes_models::ModelCache::from_env();
     let config = DetectorConfig {
         provider: match settings.provider.as_str() {
