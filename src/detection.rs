@@ -71,7 +71,9 @@ pub fn load(
     }
     let mut manifest = panoptes_models::Manifest::builtin().context("reading the model manifest")?;
     if let Some(file) = &settings.manifest_file {
-        manifest = manifest.with_user_file(file).with_context(|| format!("analytics.manifest_file {}", file.display()))?;
+        manifest = manifest
+            .with_user_file(file)
+            .with_context(|| format!("analytics.manifest_file {}", file.display()))?;
     }
     let cache = panoptes_models::ModelCache::from_env();
     let config = DetectorConfig {
