@@ -122,14 +122,13 @@ enum UserCommand {
 /// Opens the configured database, runs `f` with the pool, and closes it (stopping a
 /// private cluster) whatever `f` returned.
 fn with_database<T>(
-    config: Option<&Path>,
+    settings: &Settings,
     f: impl AsyncFnOnce(&panoptes_storage::PgPool) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let settings = settings(config)?;
     let _guard = crate::telemetry::init(&settings.config.log)?;
     runtime()?.block_on(async {
         let cancel = crate::shutdown::on_signals();
-        let db = crate::database::open(&settings, &cancel).await?;
+        let db = crate::database::open(settings, &cancel).await?;
         let result = async {
             panoptes_storage::migrate(&db.pool).await.context("applying migrations")?;
             f(&db.pool).await
@@ -208,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
-            with_database(config.as_deref(), async |_| Ok(()))?;
+            with_database(&settings(config.as_deref())?, async |_| Ok(()))?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
@@ -217,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             panoptes_storage::users::check_name(&name)?;
             let password = read_password()?;
             let hash = panoptes_api::auth::hash_password(&password)?;
-            let id = with_database(config.as_deref(), async |pool| {
+            let id = with_database(&settings(config.as_deref())?, async |pool| {
                 Ok(panoptes_storage::users::create(pool, &name, &hash, role).await?)
             })?;
             eprintln!("created user {name:?} (id {id}, role {role})");
@@ -230,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let settings = settings(config.as_deref())?;
             let specs = crate::cameras::storage_specs(&settings.cameras);
-            with_database(config.as_deref(), async |pool| {
+            with_database(&settings, async |pool| {
                 // Grants name cameras the database knows; record the configured ones first.
                 if !panoptes_storage::nodes::exists(pool, &settings.node_id).await? {
                     let listen = settings.listen.to_string();
@@ -260,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models { command } => models(command),
         Command::Audit { command: AuditCommand::Verify { config } } => {
             use panoptes_storage::audit::Verification;
-            match with_database(config.as_deref(), async |pool| {
+            match with_database(&settings(config.as_deref())?, async |pool| {
                 Ok(panoptes_storage::audit::verify(pool).await?)
             })? {
                 Verification::Intact { rows } => {
