@@ -226,18 +226,7 @@ async fn logins_are_rate_limited(pool: PgPool) -> TestResult {
 async fn viewers_see_only_granted_cameras(pool: PgPool) -> TestResult {
     let viewer = add_user(&pool, "vic", Role::Viewer).await;
     add_user(&pool, "root", Role::Admin).await;
-    let specs: Vec<_> = ["gate", "lobby", "yard"]
-        .iter()
-        .map(|c| panoptes_storage::cameras::CameraSpec {
-            id: CameraId::new(*c).unwrap(),
-            name: c.to_string(),
-            enabled: true,
-            streams: vec![],
-        })
-        .collect();
-    let node = panoptes_core::NodeId::new("n1")?;
-    panoptes_storage::nodes::register(&pool, &node, "127.0.0.1:1", "test").await?;
-    panoptes_storage::cameras::sync(&pool, &node, &specs).await?;
+    seed_cameras(&pool, &["gate", "lobby", "yard"]).await;
     panoptes_storage::cameras::grant(&pool, viewer, &CameraId::new("lobby")?).await?;
     let app = app(pool, board_with(&["gate", "lobby", "yard"]), ApiConfig::default());
     let cams = |r: &Reply| -> Vec<String> {
@@ -280,11 +269,9 @@ async fn setup_token_creates_the_first_admin_once(pool: PgPool) -> TestResult {
     Ok(())
 }
 
-async fn seed_events(pool: &PgPool) -> Vec<uuid::Uuid> {
-    use panoptes_storage::events::{BBox, Label, NewEvent, Record, store};
-    let node = panoptes_core::NodeId::new("n1").unwrap();
-    panoptes_storage::nodes::register(pool, &node, "127.0.0.1:1", "test").await.unwrap();
-    let specs: Vec<_> = ["gate", "lobby"]
+/// Registers node `n1` and records `cameras` as its cameras.
+async fn seed_cameras(pool: &PgPool, cameras: &[&str]) {
+    let specs: Vec<_> = cameras
         .iter()
         .map(|c| panoptes_storage::cameras::CameraSpec {
             id: CameraId::new(*c).unwrap(),
@@ -293,7 +280,14 @@ async fn seed_events(pool: &PgPool) -> Vec<uuid::Uuid> {
             streams: vec![],
         })
         .collect();
+    let node = panoptes_core::NodeId::new("n1").unwrap();
+    panoptes_storage::nodes::register(pool, &node, "127.0.0.1:1", "test").await.unwrap();
     panoptes_storage::cameras::sync(pool, &node, &specs).await.unwrap();
+}
+
+async fn seed_events(pool: &PgPool) -> Vec<uuid::Uuid> {
+    use panoptes_storage::events::{BBox, Label, NewEvent, Record, store};
+    seed_cameras(pool, &["gate", "lobby"]).await;
     let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
     let bbox = BBox { x: 0.1, y: 0.1, w: 0.2, h: 0.2 };
     let mut ids = Vec::new();
