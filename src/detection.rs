@@ -305,14 +305,19 @@ impl Analytics {
             if let Some(dir) = full.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let img = image::RgbImage::from_raw(frame.width, frame.height, frame.rgb.to_vec())
-                .context("frame size does not match its pixels")?;
+            // Encode straight from the shared frame buffer (no copy of the pixels).
+            let img = image::ImageBuffer::<image::Rgb<u8>, &[u8]>::from_raw(
+                frame.width,
+                frame.height,
+                &frame.rgb[..],
+            )
+            .context("frame size does not match its pixels")?;
             let mut out = std::io::BufWriter::new(std::fs::File::create(&full)?);
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(&img)?;
             let (x, y, w, h) =
                 panoptes_analytics::pipeline::snapshot_crop(bbox, frame.width, frame.height, 0.2);
             if w > 0 && h > 0 {
-                let crop = image::imageops::crop_imm(&img, x, y, w, h).to_image();
+                let crop = image::RgbImage::from_fn(w, h, |cx, cy| *img.get_pixel(x + cx, y + cy));
                 let crop_path = full.with_file_name(crop_name(&full));
                 let mut out = std::io::BufWriter::new(std::fs::File::create(crop_path)?);
                 image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&crop)?;
