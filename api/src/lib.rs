@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 mod limiter;
 pub mod live;
 mod openapi;
