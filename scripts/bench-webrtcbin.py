@@ -75,10 +75,16 @@ class Relay:
             f"application/x-rtp,media=video,encoding-name=H264,payload={pt},clock-rate=90000"
         )
         pay.link_filtered(wrtc, caps)
+        # The branch must be PLAYING, downstream first, before the tee pushes into it: a
+        # buffer reaching a pad that is not active yet returns FLUSHING, the queue keeps
+        # that result, and the tee hands it upstream at its next push (it stops at any
+        # result but OK and NOT_LINKED), which pauses rtspsrc's tasks for good: every
+        # viewer's media stops. Linking first and syncing after stalled the relay at a
+        # random viewer (seen from the 7th on; every run with 40 or 50 viewers).
+        for e in (wrtc, pay, q):
+            e.sync_state_with_parent()
         tee_pad = self.tee.request_pad_simple("src_%u")
         tee_pad.link(q.get_static_pad("sink"))
-        for e in (q, pay, wrtc):
-            e.sync_state_with_parent()
         self.viewers[vid] = (q, pay, wrtc, tee_pad)
         done = threading.Event()
         result = {}
