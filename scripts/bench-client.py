@@ -284,7 +284,7 @@ def main():
     print(f"client: {len(workers.procs)} aiortc processes, up to {args.per_proc} viewers each; "
           f"{args.secs:g} s windows; {os.cpu_count()} CPUs", flush=True)
     print("| relay | viewers | CPU no viewer | with viewers | per viewer | Mbit/s (all) "
-          "| frames/s per viewer: min / median | client CPU | machine busy | UDP drops "
+          "| frames/s per viewer: min / median | client CPU | machine busy (all cores) | UDP drops "
           "| delay in relay p50 / p99 / max (ms) | mean (ms) |")
     print("| --- " * 12 + "|", flush=True)
     try:

@@ -9,7 +9,8 @@
 #
 # Needs root, scripts/setup.sh done, gstreamer1.0-nice and gir1.2-gst-plugins-bad-1.0.
 # PROFILE=release (default debug) picks the build of panoptes and live_load. WEBRTCBIN=1 also
-# runs the GStreamer reference relay (scripts/bench-webrtcbin.py). The viewers are str0m
+# runs the GStreamer reference relay (scripts/bench-webrtcbin.py; GST_DEFAULTS=1 keeps
+# libnice's ICE-TCP and UPnP, which the reference turns off by default). The viewers are str0m
 # clients (api/examples/live_load.rs: also reads the relay delay) or, with CLIENT=aiortc,
 # aiortc clients (scripts/bench-client.py, installed from PyPI into a venv in the cache),
 # which both relays accept: str0m's DTLS refuses webrtcbin's RSA certificate. The aiortc
@@ -98,7 +99,7 @@ pids+=($panoptes)
 wait_for 90 curl -sf http://127.0.0.1:18080/readyz
 
 if [[ "${WEBRTCBIN:-}" == 1 ]]; then
-    /usr/bin/python3 scripts/bench-webrtcbin.py --rtsp "$rtsp" --port 18081 --bind 127.0.0.1 \
+    /usr/bin/python3 scripts/bench-webrtcbin.py --rtsp "$rtsp" --port 18081 --bind 127.0.0.1 ${GST_DEFAULTS:+--gst-defaults} \
         >"$work/gst.out" 2>"$work/gst.log" &
     gst=$!
     pids+=($gst)
