@@ -22,7 +22,9 @@ again for --secs while counting every viewer's frames; then the delay inside the
     (its probes cost CPU, so they are not attached during it).
 Whether the client kept up is printed with every row: frames/s per viewer (min and median
 over the viewers), the workers' CPU, the machine's busy share over the window, and UDP
-receive-buffer drops in the network namespace (/proc/net/snmp RcvbufErrors).
+receive- and send-buffer drops in the network namespace (/proc/net/snmp RcvbufErrors,
+SndbufErrors: a relay's non-blocking socket whose send buffer is full drops there) and
+packets dropped at a full CPU input backlog (/proc/net/softnet_stat, machine-wide).
 
 Used by scripts/bench-live.sh, which installs aiortc (PyPI) in a venv in the cache. aiortc's
 DTLS certificate is ECDSA, so both str0m (Panoptes) and GStreamer's webrtcbin accept it.
@@ -200,10 +202,15 @@ def machine_ticks():
     return sum(v[:8]) - idle, sum(v[:8])
 
 
-def rcvbuf_errors():
+def udp_buffer_errors():
+    """Datagrams the kernel dropped: (receive buffer full, send buffer full) in this network
+    namespace, and packets dropped because a CPU's input backlog was full (machine-wide;
+    veth delivers through it)."""
     with open("/proc/net/snmp") as f:
         rows = [line.split() for line in f if line.startswith("Udp:")]
-    return int(rows[1][rows[0].index("RcvbufErrors")])
+    with open("/proc/net/softnet_stat") as f:
+        backlog = sum(int(line.split()[1], 16) for line in f)
+    return (int(rows[1][rows[0].index("RcvbufErrors")]), int(rows[1][rows[0].index("SndbufErrors")]), backlog)
 
 
 class Window:
@@ -215,7 +222,7 @@ class Window:
         self.c0 = [cpu_ticks(p) for p in pids]
         self.w0 = workers.cpu_ticks() if workers else 0
         self.m0 = machine_ticks()
-        self.d0 = rcvbuf_errors()
+        self.d0 = udp_buffer_errors()
 
     def end(self):
         dt = time.monotonic() - self.t0
@@ -226,23 +233,29 @@ class Window:
             "cpu": [pct(a, cpu_ticks(p)) for p, a in zip(self.pids, self.c0)],
             "client": pct(self.w0, self.workers.cpu_ticks()) if self.workers else 0.0,
             "machine": (m1[0] - self.m0[0]) / max(1, m1[1] - self.m0[1]) * 100,
-            "drops": rcvbuf_errors() - self.d0,
+            "drops": tuple(b - a for a, b in zip(self.d0, udp_buffer_errors())),
         }
 
 
-def panoptes_delay(metrics):
-    """(text of p50 / p99 / max in ms, sum, count) of panoptes_live_relay_delay_seconds."""
+def panoptes_metrics(metrics):
+    """From Panoptes' /metrics: the delay summary's quantiles (ms), its _sum and _count, and
+    the totals of datagrams dropped at its socket and of viewer resyncs."""
     base, token = metrics.split("|", 1)
     _, _, body = http("GET", f"{base}/metrics", headers={"authorization": f"Bearer {token}"})
-    q, total, count = {}, 0.0, 0
+    m = {"q": {}, "sum": 0.0, "count": 0, "dropped": 0, "resyncs": 0}
     for line in body.decode().splitlines():
+        value = line.split()[-1] if line and not line.startswith("#") else None
         if line.startswith("panoptes_live_relay_delay_seconds{quantile="):
-            q[line.split('"')[1]] = float(line.split()[-1]) * 1000
+            m["q"][line.split('"')[1]] = float(value) * 1000
         elif line.startswith("panoptes_live_relay_delay_seconds_sum"):
-            total = float(line.split()[-1])
+            m["sum"] = float(value)
         elif line.startswith("panoptes_live_relay_delay_seconds_count"):
-            count = int(float(line.split()[-1]))
-    return q, total, count
+            m["count"] = int(float(value))
+        elif line.startswith("panoptes_live_datagrams_dropped_total"):
+            m["dropped"] += int(float(value))
+        elif line.startswith("panoptes_live_resyncs_total"):
+            m["resyncs"] += int(float(value))
+    return m
 
 
 def login(spec):
@@ -284,7 +297,7 @@ def main():
     print(f"client: {len(workers.procs)} aiortc processes, up to {args.per_proc} viewers each; "
           f"{args.secs:g} s windows; {os.cpu_count()} CPUs", flush=True)
     print("| relay | viewers | CPU no viewer | with viewers | per viewer | Mbit/s (all) "
-          "| frames/s per viewer: min / median | client CPU | machine busy (all cores) | UDP drops "
+          "| frames/s per viewer: min / median | client CPU | machine busy (all cores) | drops: UDP rcv / snd / backlog "
           "| delay in relay p50 / p99 / max (ms) | mean (ms) |")
     print("| --- " * 12 + "|", flush=True)
     try:
@@ -301,7 +314,7 @@ def main():
                           file=sys.stderr, flush=True)
                 time.sleep(3)
                 if "metrics" in r:
-                    _, sum0, count0 = panoptes_delay(r["metrics"])
+                    pm0 = panoptes_metrics(r["metrics"])
                 c0 = workers.counts()
                 w = Window([r["pid"]], workers)
                 time.sleep(args.secs)
@@ -312,12 +325,14 @@ def main():
                 fps += [0.0] * (n - len(fps))  # viewers that never started
                 fps.sort()
                 mbit = sum(b[1] - a[1] for a, b in zip(c0, c1)) * 8 / m["secs"] / 1e6
-                delay, mean = None, None
+                delay, mean, relay_drops = None, None, ""
                 if "metrics" in r:
-                    delay, sum1, count1 = panoptes_delay(r["metrics"])
-                    delay = {"p50": delay.get("0.5"), "p99": delay.get("0.99"), "max": delay.get("1")}
-                    if count1 > count0:
-                        mean = (sum1 - sum0) / (count1 - count0) * 1000
+                    pm = panoptes_metrics(r["metrics"])
+                    delay = {"p50": pm["q"].get("0.5"), "p99": pm["q"].get("0.99"), "max": pm["q"].get("1")}
+                    if pm["count"] > pm0["count"]:
+                        mean = (pm["sum"] - pm0["sum"]) / (pm["count"] - pm0["count"]) * 1000
+                    relay_drops = (f" (relay: {pm['dropped'] - pm0['dropped']} datagrams dropped, "
+                                   f"{pm['resyncs'] - pm0['resyncs']} resyncs)")
                 elif "delay" in r:
                     _, _, body = http("GET", f"{r['delay']}?secs={args.delay_secs:g}&sample=10",
                                       timeout=args.delay_secs + 30)
@@ -334,7 +349,7 @@ def main():
                 r["rows"][n] = row
                 print(f"| {r['name']} | {n} | {idle:.1f} % | {busy:.1f} % | {row['per_viewer']:.2f} % "
                       f"| {mbit:.1f} | {fps[0]:.1f} / {row['fps_median']:.1f} | {m['client']:.0f} % "
-                      f"| {m['machine']:.0f} % | {m['drops']} | {fmt_ms(delay)} "
+                      f"| {m['machine']:.0f} % | {' / '.join(map(str, m['drops']))}{relay_drops} | {fmt_ms(delay)} "
                       f"| {'?' if mean is None else f'{mean:.1f}'} |", flush=True)
                 if out:
                     out.write(json.dumps(row) + "\n")
