@@ -59,7 +59,7 @@ def worker_main(conn):
     import aiortc.rtcrtpreceiver as receiver
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    counts = {}  # id(track queue) -> [frames, bytes]
+    counts = {}  # id(track queue) -> [frames, bytes, gaps, frames missing in gaps, last RTP ts]
     lock = threading.Lock()
 
     def counting_worker(loop, input_q, output_q, decode_error=None):
@@ -72,9 +72,17 @@ def worker_main(conn):
                 break
             _codec, frame = task
             with lock:
-                c = counts.setdefault(key, [0, 0])
+                c = counts.setdefault(key, [0, 0, 0, 0, None])
                 c[0] += 1
                 c[1] += len(frame.data)
+                # A jump of the 90 kHz timestamp by more than 1.5 frame intervals (25 fps):
+                # frames that never completed here.
+                if c[4] is not None:
+                    step = (frame.timestamp - c[4]) % (1 << 32)
+                    if 5400 < step < 90000 * 60:
+                        c[2] += 1
+                        c[3] += round(step / 3600) - 1
+                c[4] = frame.timestamp
 
     receiver.decoder_worker = counting_worker
 
@@ -103,7 +111,7 @@ def worker_main(conn):
 
         def count(self):
             with lock:
-                return tuple(counts.get(self.key, (0, 0)))
+                return tuple(counts.get(self.key, (0, 0, 0, 0, None))[:4])
 
         async def stop(self):
             await self.pc.close()
@@ -321,9 +329,10 @@ def main():
                 c1 = workers.counts()
                 m = w.end()
                 busy = m["cpu"][0]
-                fps = sorted((b[0] - a[0]) / m["secs"] for a, b in zip(c0, c1))
+                fps = [(b[0] - a[0]) / m["secs"] for a, b in zip(c0, c1)]
                 fps += [0.0] * (n - len(fps))  # viewers that never started
-                fps.sort()
+                order = list(fps)  # by worker, then start order
+                fps = sorted(fps)
                 mbit = sum(b[1] - a[1] for a, b in zip(c0, c1)) * 8 / m["secs"] / 1e6
                 delay, mean, relay_drops = None, None, ""
                 if "metrics" in r:
@@ -344,7 +353,8 @@ def main():
                     "per_viewer": (busy - idle) / n, "mbit": mbit, "fps_min": fps[0],
                     "fps_median": statistics.median(fps), "client_cpu": m["client"],
                     "machine": m["machine"], "drops": m["drops"], "delay": delay, "delay_mean": mean,
-                    "load": os.getloadavg()[0],
+                    "load": os.getloadavg()[0], "fps": [round(f, 2) for f in order],
+                    "gaps": [(b[2] - a[2], b[3] - a[3]) for a, b in zip(c0, c1)],
                 }
                 r["rows"][n] = row
                 print(f"| {r['name']} | {n} | {idle:.1f} % | {busy:.1f} % | {row['per_viewer']:.2f} % "

@@ -16,7 +16,8 @@
 # which both relays accept: str0m's DTLS refuses webrtcbin's RSA certificate. The aiortc
 # viewers run in worker processes of PER_PROC (default 10) viewers each; it prints, per
 # relay and count, CPU, frames/s per viewer (min/median), the client's CPU, UDP drops and
-# the delay inside each relay, then the ratio table. BENCH_JSON=FILE also keeps the rows.
+# the delay inside each relay, then the ratio table. BENCH_JSON=FILE also keeps the rows
+# (with every viewer's frames/s and timestamp gaps). BENCH_LOG sets Panoptes' log filter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${1:-1,10,50}
@@ -82,7 +83,7 @@ data_dir = "$work/data"
 metrics_token_env = "BENCH_METRICS_TOKEN"
 webrtc_udp = "10.213.0.1:0"
 [log]
-filter = "warn"
+filter = "${BENCH_LOG:-warn}"
 [[cameras]]
 id = "lobby"
 [[cameras.streams]]
