@@ -36,6 +36,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -126,7 +127,15 @@ def worker_main(conn):
     async def serve():
         loop = asyncio.get_running_loop()
         inbox = asyncio.Queue()
-        loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
+
+        def readable():
+            try:
+                inbox.put_nowait(conn.recv())
+            except (EOFError, OSError):  # the parent is gone: leave (else this spins)
+                loop.remove_reader(conn.fileno())
+                inbox.put_nowait(("exit",))
+
+        loop.add_reader(conn.fileno(), readable)
         viewers = []
         while True:
             cmd, *args = await inbox.get()
@@ -189,9 +198,14 @@ class Workers:
 
     def close(self):
         for c in self.conns:
-            c.send(("exit",))
+            try:
+                c.send(("exit",))
+            except OSError:
+                pass
         for p in self.procs:
             p.join(5)
+            if p.is_alive():
+                p.terminate()
 
 
 # ---------------------------------------------------------------- measurements
@@ -296,7 +310,16 @@ def main():
     ap.add_argument("--json", help="also write every row to this file (JSON lines)")
     args = ap.parse_args()
     counts = [int(v) for v in args.viewers.split(",")]
+    # SIGTERM (bench-live.sh's cleanup) ends through `finally`, which stops the workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workers = Workers(max(1, math.ceil(max(counts) / args.per_proc)))
+    try:
+        run(args, counts, workers)
+    finally:
+        workers.close()
+
+
+def run(args, counts, workers):
     for r in args.relay:
         r["auth"] = login(r["login"]) if "login" in r else {}
         r["left"] = None  # when its last viewers left (Panoptes' rolling summary)
@@ -379,7 +402,8 @@ def main():
                 print(f"| {n} | {x['per_viewer']:.2f} % | {y['per_viewer']:.2f} % | {ratio:.2f} "
                       f"| {x['busy']:.1f} % | {y['busy']:.1f} % |", flush=True)
     finally:
-        workers.close()
+        if out:
+            out.close()
 
 
 if __name__ == "__main__":
