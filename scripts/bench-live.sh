@@ -31,6 +31,11 @@ AIORTC_VERSION=1.16.0
 export AIORTC_VENV=$CACHE/tools/aiortc-$AIORTC_VERSION
 
 if [[ "${BENCH_IN_NETNS:-}" != 1 ]]; then
+    if [[ "${WEBRTCBIN:-}" == 1 ]] && ! { gst-inspect-1.0 nicesink >/dev/null 2>&1 &&
+        /usr/bin/python3 -c 'import gi; gi.require_version("GstWebRTC", "1.0")' 2>/dev/null; }; then
+        echo "bench: WEBRTCBIN=1 needs gstreamer1.0-nice and gir1.2-gst-plugins-bad-1.0 (apt)" >&2
+        exit 1
+    fi
     flag=()
     [[ $PROFILE == release ]] && flag=(--release)
     if [[ "${CLIENT:-str0m}" == aiortc && ! -x "$AIORTC_VENV/bin/python" ]]; then
