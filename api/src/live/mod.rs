@@ -25,6 +25,7 @@
 //! frame's datagrams sent, per viewer).
 
 pub mod driver;
+pub mod framing;
 pub mod session;
 
 use std::net::{IpAddr, SocketAddr};
