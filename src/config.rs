@@ -60,13 +60,17 @@ pub struct ServerConfig {
     /// (directly or through a proxy).
     pub secure_cookies: bool,
     /// UDP address of the WebRTC live relay (WHEP): every viewer shares this one socket
-    /// and port. Browsers must reach it over UDP (ICE over TCP is not supported). Empty
-    /// switches live view off.
+    /// and port. Empty switches UDP off; with `webrtc_tcp` empty too, live view is off.
     pub webrtc_udp: String,
+    /// TCP address of the WebRTC live relay, for browsers on networks that block UDP (ICE
+    /// over TCP: passive host candidates, RFC 4571 framing), e.g. `0.0.0.0:8189` (TCP and
+    /// UDP ports are separate, so it may be the UDP port's number). Empty (the default)
+    /// means no TCP. With both set, browsers get both candidates and prefer UDP.
+    pub webrtc_tcp: String,
     /// IP addresses given to browsers as the relay's ICE candidates, with the port of
-    /// `webrtc_udp` (e.g. the public address behind NAT with that port forwarded). Empty
-    /// means the bound address, or 127.0.0.1 and the default route's address when bound
-    /// to 0.0.0.0.
+    /// `webrtc_udp` and of `webrtc_tcp` (e.g. the public address behind NAT with those
+    /// ports forwarded). Empty means the bound address, or 127.0.0.1 and the default
+    /// route's address when bound to 0.0.0.0.
     pub webrtc_advertise: Vec<String>,
     /// Directory of the built web UI (`index.html` and assets), served at `/`. A relative
     /// path is taken from the working directory. Without an `index.html` there, only the
@@ -85,6 +89,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             secure_cookies: false,
             webrtc_udp: "0.0.0.0:8189".into(),
+            webrtc_tcp: String::new(),
             webrtc_advertise: Vec::new(),
             ui_dir: PathBuf::from("web-ui/dist"),
         }
@@ -519,8 +524,11 @@ pub struct Settings {
     pub node_id: NodeId,
     /// `/metrics` bearer token.
     pub metrics_token: Option<String>,
-    /// The WebRTC relay's UDP address (none: live view off).
+    /// The WebRTC relay's UDP address (none: no UDP).
     pub webrtc_udp: Option<SocketAddr>,
+    /// The WebRTC relay's TCP address (none: no ICE over TCP). Live view is off when
+    /// neither is set.
+    pub webrtc_tcp: Option<SocketAddr>,
     /// IPs advertised as ICE candidates.
     pub webrtc_advertise: Vec<std::net::IpAddr>,
     /// Database.
@@ -634,20 +642,18 @@ fn validate(
     if r.interval_secs == 0 {
         push("retention.interval_secs", "must be at least 1".into());
     }
-    let webrtc_udp = if config.server.webrtc_udp.is_empty() {
-        None
-    } else {
-        match config.server.webrtc_udp.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                push(
-                    "server.webrtc_udp",
-                    format!("{:?} is not an address:port such as 0.0.0.0:8189", config.server.webrtc_udp),
-                );
-                None
-            }
+    let mut relay_addr = |field: &str, text: &str| -> Option<SocketAddr> {
+        if text.is_empty() {
+            return None;
         }
+        let parsed = text.parse::<SocketAddr>();
+        if parsed.is_err() {
+            push(field, format!("{text:?} is not an address:port such as 0.0.0.0:8189"));
+        }
+        parsed.ok()
     };
+    let webrtc_udp = relay_addr("server.webrtc_udp", &config.server.webrtc_udp);
+    let webrtc_tcp = relay_addr("server.webrtc_tcp", &config.server.webrtc_tcp);
     let mut webrtc_advertise = Vec::new();
     for (i, ip) in config.server.webrtc_advertise.iter().enumerate() {
         match ip.parse::<std::net::IpAddr>() {
@@ -717,6 +723,7 @@ fn validate(
         node_id: node_id?,
         metrics_token,
         webrtc_udp,
+        webrtc_tcp,
         webrtc_advertise,
         database: database?,
         cameras,
@@ -1271,6 +1278,18 @@ mod tests {
         let Err(e) = from_str(&unknown_zone, &env_of(&[])) else { panic!("accepted") };
         assert_eq!(e.problems[0].path, "cameras[0].analytics", "{e}");
         assert!(e.to_string().contains("`kerb`: is not one of this camera's zones"), "{e}");
+    }
+
+    #[test]
+    fn webrtc_transports_are_each_optional_and_checked() {
+        let s = from_str("", &env_of(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.webrtc_udp, Some(SocketAddr::from(([0, 0, 0, 0], 8189))));
+        assert_eq!(s.webrtc_tcp, None, "ICE over TCP is off by default");
+        let tcp_only = "[server]\nwebrtc_udp = \"\"\nwebrtc_tcp = \"0.0.0.0:8189\"\n";
+        let s = from_str(tcp_only, &env_of(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.webrtc_udp, s.webrtc_tcp), (None, Some(SocketAddr::from(([0, 0, 0, 0], 8189)))));
+        let Err(e) = from_str("[server]\nwebrtc_tcp = \"8189\"\n", &env_of(&[])) else { panic!("accepted") };
+        assert_eq!(e.problems[0].path, "server.webrtc_tcp", "{e}");
     }
 
     #[test]
