@@ -155,17 +155,20 @@ pub fn retention_policy(settings: &Settings) -> panoptes_storage::retention::Ret
     }
 }
 
-/// Starts the WebRTC live relay on `server.webrtc_udp`. A port that cannot be bound is
-/// logged and leaves live view off rather than stopping recording.
+/// Starts the WebRTC live relay on `server.webrtc_udp` and/or `server.webrtc_tcp`. A port
+/// that cannot be bound is logged and leaves live view off rather than stopping recording.
 async fn start_live_relay(
     settings: &Settings,
     cancel: &CancellationToken,
 ) -> Option<panoptes_api::live::Relay> {
-    let bind = settings.webrtc_udp?;
-    match panoptes_api::live::Relay::start(bind, &settings.webrtc_advertise, cancel.clone()).await {
+    let (udp, tcp) = (settings.webrtc_udp, settings.webrtc_tcp);
+    if udp.is_none() && tcp.is_none() {
+        return None;
+    }
+    match panoptes_api::live::Relay::start(udp, tcp, &settings.webrtc_advertise, cancel.clone()).await {
         Ok(r) => Some(r),
         Err(e) => {
-            error!(udp = %bind, error = %e, "live view is off: cannot bind server.webrtc_udp");
+            error!(error = %e, "live view is off: cannot bind server.webrtc_udp / server.webrtc_tcp");
             None
         }
     }
