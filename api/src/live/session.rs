@@ -314,6 +314,7 @@ impl ViewerSession {
                 self.pt = self.choose_pt(m.mid);
             }
             Event::Connected => {
+                tracing::debug!(after = ?now.saturating_duration_since(self.created), "WebRTC viewer connected (DTLS up)");
                 self.connected_at = Some(now);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

@@ -173,6 +173,7 @@ impl Connections {
         let unbound =
             self.conns.values().filter(|c| c.session.is_none() && c.peer.ip() == conn.peer.ip()).count();
         let id = conn.id;
+        tracing::debug!(peer = %conn.peer, candidate = %conn.candidate, "ICE-TCP connection opened");
         self.routes.insert((conn.candidate, conn.peer), id);
         self.conns.insert(id, conn);
         metrics::gauge!(OPEN).increment(1.0);
