@@ -4,7 +4,10 @@
 # uses its private PostgreSQL cluster (a Unix socket), as the machine's server is not
 # reachable from inside the namespace. Needs root (unshare -n) and PANOPTES_BIN.
 #
-#   PANOPTES_BIN=target/debug/panoptes tests/browser/run.sh [node --test args...]
+#   PANOPTES_BIN=target/debug/panoptes tests/browser/run.sh [node --test args...] [test files...]
+#
+# Without test files it runs every *.test.mjs here, one file at a time (each starts its
+# own camera, Panoptes and Chromium).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [[ -x "${PANOPTES_BIN:-}" ]] || { echo "run.sh: PANOPTES_BIN must name the panoptes binary" >&2; exit 2; }
@@ -14,4 +17,9 @@ if [[ "${PANOPTES_IN_NETNS:-}" != 1 ]]; then
     exec unshare -n env PANOPTES_IN_NETNS=1 "$0" "$@"
 fi
 ip link set lo up
-exec node --test "$@" "$here/live.test.mjs"
+args=() files=()
+for a in "$@"; do
+    if [[ $a == *.test.mjs ]]; then files+=("$a"); else args+=("$a"); fi
+done
+((${#files[@]})) || files=("$here"/*.test.mjs)
+exec node --test --test-concurrency=1 "${args[@]}" "${files[@]}"
