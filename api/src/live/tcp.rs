@@ -44,9 +44,11 @@ pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame taken from a browser. Browsers send STUN, DTLS and RTCP packets of at
 /// most an MTU; a larger length is garbage (an HTTP request announces ~18 KB).
 pub const MAX_INBOUND_FRAME: usize = 8 * 1024;
-/// Bytes queued for one connection's writer; packets past it are dropped. Room for a
-/// 4 Mbit/s stream's fast-start burst (a 2 s GOP) on top of the kernel's buffer.
-pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes queued for one connection's writer; packets past it are dropped. Room for the
+/// fast-start burst of a 4 Mbit/s stream with 2 s GOPs (~1 MB) while the kernel's send
+/// buffer grows, and a bound on the delay a link slower than the stream builds up before
+/// packets are dropped (~8 s at 2 Mbit/s; then [`SLOW_CLOSE`] applies).
+pub const QUEUE_BYTES: usize = 2 * 1024 * 1024;
 /// A connection whose queue stays over half full, dropping, this long is closed.
 pub const SLOW_CLOSE: Duration = Duration::from_secs(10);
 /// A write that does not finish in this time closes the connection.
