@@ -36,6 +36,7 @@ use crate::session::Caller;
         crate::routes::recordings::list,
         crate::routes::recordings::file,
         crate::routes::recordings::export,
+        crate::routes::recordings::export_file,
         crate::routes::users::list,
         crate::routes::users::create,
         crate::routes::users::update,

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/recordings", get(list))
         .route("/api/recordings/{id}/file", get(file))
         .route("/api/exports", post(export))
+        .route("/api/exports/{file}", get(export_file))
 }
 
 /// A recorded segment.
@@ -131,9 +132,7 @@ pub(crate) async fn file(
     visible_camera(&camera, &scope)?;
     let full = inside(&state.inner.config.data_dir, &path).ok_or(ApiError::NotFound)?;
     // One audit row per playback, not per range request.
-    if !req.headers().contains_key(axum::http::header::RANGE)
-        || req.headers().get(axum::http::header::RANGE).is_some_and(|r| r.as_bytes().starts_with(b"bytes=0-"))
-    {
+    if first_request(&req) {
         crate::routes::access::audit(
             &state,
             AuditEntry {
@@ -147,16 +146,7 @@ pub(crate) async fn file(
         )
         .await;
     }
-    // The content type follows the extension (`.mp4` → `video/mp4`).
-    let served = tower_http::services::ServeFile::new(&full).oneshot(req).await;
-    match served {
-        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Err(ApiError::NotFound),
-        Ok(resp) => Ok(resp.map(Body::new)),
-        Err(e) => {
-            tracing::error!(error = %e, path = %full.display(), "serving a recording failed");
-            Err(ApiError::Internal)
-        }
-    }
+    serve_file(&full, req).await
 }
 
 /// A clip to export.
@@ -201,8 +191,8 @@ pub(crate) async fn export(
             ApiError::Internal
         }
     })?;
-    let manifest = serde_json::to_value(&result.manifest).map_err(|_| ApiError::Internal)?;
-    crate::routes::access::audit(
+    let mut manifest = serde_json::to_value(&result.manifest).map_err(|_| ApiError::Internal)?;
+    let receipt = crate::routes::access::audit(
         &state,
         AuditEntry {
             actor_id: Some(caller.user.id),
@@ -214,7 +204,78 @@ pub(crate) async fn export(
         },
     )
     .await;
+    if let Some(r) = &receipt {
+        if let Err(e) = panoptes_storage::export::attach_audit(&result.manifest_path, r) {
+            tracing::error!(error = %e, "adding the audit entry to the export manifest failed");
+        }
+        manifest["audit"] = json!({ "id": r.id, "at": r.at, "hash": r.hash });
+    }
+    let clip = result.manifest.clip.clone();
+    manifest["download"] = json!(format!("/api/exports/{clip}"));
+    if let Some(name) = result.manifest_path.file_name().and_then(|n| n.to_str()) {
+        manifest["manifest"] = json!(format!("/api/exports/{name}"));
+    }
     Ok((StatusCode::CREATED, Json(manifest)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/exports/{file}", tag = "recordings",
+    params(("file" = String, Path, description = "The clip (`….mp4`) or its manifest (`….json`), as named by POST /api/exports")),
+    responses((status = 200, description = "The exported clip or its manifest (with its audit entry)", body = String),
+              (status = 206, description = "A byte range of it"), (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+/// Downloads an export (operators, for cameras they may see); each download is audited.
+pub(crate) async fn export_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(file): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Operator)?;
+    let (path, manifest) = panoptes_storage::export::export_file(&state.inner.config.data_dir, &file)
+        .ok_or(ApiError::NotFound)?;
+    let text = tokio::fs::read(&manifest).await.map_err(|_| ApiError::NotFound)?;
+    let camera: String = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|m| m["camera"].as_str().map(str::to_owned))
+        .ok_or(ApiError::NotFound)?;
+    let scope = cameras_visible(&state, &caller.user).await?;
+    visible_camera(&camera, &scope)?;
+    if path.extension().is_some_and(|e| e == "mp4") && first_request(&req) {
+        crate::routes::access::audit(
+            &state,
+            AuditEntry {
+                actor_id: Some(caller.user.id),
+                actor_name: &caller.user.name,
+                action: "export_download",
+                target: &camera,
+                details: json!({ "file": file }),
+                client_ip: caller.client_ip.as_deref(),
+            },
+        )
+        .await;
+    }
+    serve_file(&path, req).await
+}
+
+/// Whether a request starts a download or playback (no range, or a range from byte 0),
+/// so that one is audited once, not per range request.
+fn first_request(req: &Request) -> bool {
+    match req.headers().get(axum::http::header::RANGE) {
+        None => true,
+        Some(r) => r.as_bytes().starts_with(b"bytes=0-"),
+    }
+}
+
+/// A file with range requests; the content type follows the extension.
+async fn serve_file(full: &FsPath, req: Request) -> Result<Response, ApiError> {
+    match tower_http::services::ServeFile::new(full).oneshot(req).await {
+        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Err(ApiError::NotFound),
+        Ok(resp) => Ok(resp.map(Body::new)),
+        Err(e) => {
+            tracing::error!(error = %e, path = %full.display(), "serving a file failed");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 #[cfg(test)]
