@@ -146,6 +146,16 @@ fn check_playback_api(p: &Panoptes, db: &TestDatabase, env: Env<'_>, cfg: &std::
         .unwrap();
     let segs = segs.as_array().unwrap_or_else(|| panic!("{segs}"));
     assert!(!segs.is_empty());
+    // The same recordings as spans: contiguous segments merge into one.
+    let spans: serde_json::Value = client
+        .get(p.url(&format!("/api/recordings/spans?cameras=dock&from={from}&to={to}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let spans = spans.as_array().unwrap_or_else(|| panic!("{spans}"));
+    assert!(!spans.is_empty() && spans.len() <= segs.len(), "{spans:?}");
+    assert_eq!(spans[0]["start_time"], segs[0]["start_time"]);
     let url = segs[0]["url"].as_str().unwrap();
     let part = client.get(p.url(url)).header("Range", "bytes=0-99").send().unwrap();
     assert_eq!(part.status(), 206);

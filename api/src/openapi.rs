@@ -34,6 +34,7 @@ use crate::session::Caller;
         crate::routes::events::stream,
         crate::routes::events::snapshot,
         crate::routes::recordings::list,
+        crate::routes::recordings::spans,
         crate::routes::recordings::file,
         crate::routes::recordings::export,
         crate::routes::recordings::export_file,

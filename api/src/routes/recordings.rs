@@ -27,6 +27,7 @@ use crate::{ApiError, AppState};
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/recordings", get(list))
+        .route("/api/recordings/spans", get(spans))
         .route("/api/recordings/{id}/file", get(file))
         .route("/api/exports", post(export))
         .route("/api/exports/{file}", get(export_file))
@@ -59,6 +60,95 @@ pub(crate) struct ListParams {
     from: DateTime<Utc>,
     /// End (RFC 3339).
     to: DateTime<Utc>,
+}
+
+/// Which cameras' recorded spans.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpanParams {
+    /// Camera ids, comma-separated; empty or absent: every camera the caller may see.
+    cameras: Option<String>,
+    /// Stream name (default `main`).
+    stream: Option<String>,
+    /// Start (RFC 3339).
+    from: DateTime<Utc>,
+    /// End (RFC 3339), at most 31 days after `from`.
+    to: DateTime<Utc>,
+    /// Gaps up to this many seconds are bridged (default 2, at most 3600).
+    max_gap_secs: Option<u32>,
+}
+
+/// A stretch of continuous recording.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SpanDto {
+    camera: String,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/api/recordings/spans", tag = "recordings", params(SpanParams),
+    responses((status = 200, body = Vec<SpanDto>), (status = 401, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+/// Recorded spans per camera (segments merged where they follow each other), for playback
+/// timelines: a few rows per camera and day instead of one per segment.
+pub(crate) async fn spans(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<SpanParams>,
+) -> Result<Json<Vec<SpanDto>>, ApiError> {
+    if p.to <= p.from {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    if p.to - p.from > chrono::Duration::days(31) {
+        return Err(ApiError::invalid("to", "at most 31 days after from"));
+    }
+    let gap = p.max_gap_secs.unwrap_or(2);
+    if gap > 3600 {
+        return Err(ApiError::invalid("max_gap_secs", "at most 3600"));
+    }
+    let scope = cameras_visible(&state, &caller.user).await?;
+    let asked: Vec<String> = p
+        .cameras
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let cameras: Vec<String> = if asked.is_empty() {
+        panoptes_storage::cameras::list(&state.inner.pool, &scope)
+            .await?
+            .into_iter()
+            .map(|c| c.id.to_string())
+            .collect()
+    } else {
+        let mut ok = Vec::new();
+        for c in &asked {
+            // Cameras the caller may not see are left out, like cameras without recordings.
+            if let Ok(id) = CameraId::new(c.clone())
+                && scope.allows(&id)
+            {
+                ok.push(id.to_string());
+            }
+        }
+        ok
+    };
+    let stream = p.stream.unwrap_or_else(|| "main".into());
+    let rows = panoptes_storage::recorder::index::spans_between(
+        &state.inner.pool,
+        &cameras,
+        &stream,
+        p.from,
+        p.to,
+        chrono::Duration::seconds(i64::from(gap)),
+    )
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| SpanDto { camera: r.camera_id, start_time: r.start_time, end_time: r.end_time })
+            .collect(),
+    ))
 }
 
 fn visible_camera(id: &str, scope: &crate::scope::CameraScope) -> Result<CameraId, ApiError> {
