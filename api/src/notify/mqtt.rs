@@ -125,7 +125,8 @@ impl MqttSink {
     ) -> Result<(MqttSink, MqttTasks), NotifyError> {
         let topics = Topics::new(&s.topic_prefix);
         let mut opts = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
-        opts.set_keep_alive(s.keep_alive)
+        // rumqttc refuses keep-alives under a second (it asserts).
+        opts.set_keep_alive(s.keep_alive.max(Duration::from_secs(1)))
             .set_clean_session(true)
             .set_max_packet_size(1 << 20, 1 << 20)
             .set_last_will(LastWill::new(topics.available(), "offline", s.qos(), true));

@@ -1,6 +1,7 @@
-//! TLS for the MQTT connection and HTTPS webhooks: rustls with the aws-lc-rs provider, the
-//! system's CA certificates, and optionally a CA file of the operator's (a private broker's
-//! or receiver's certificate authority).
+//! TLS for the MQTT connection and HTTPS webhooks: rustls with the *ring* provider (the one
+//! reqwest falls back to, so every HTTP client in the workspace builds without a process-wide
+//! default), the system's CA certificates, and optionally a CA file of the operator's (a
+//! private broker's or receiver's certificate authority).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>,
             "no CA certificates found on the system (install ca-certificates)".into(),
         ));
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| NotifyError::Tls(e.to_string()))?
@@ -54,5 +55,12 @@ mod tests {
         let Err(e) = client_config(Some(&f)) else { panic!("accepted a file without certificates") };
         assert!(e.to_string().contains("ca.pem"), "{e}");
         Ok(())
+    }
+
+    #[test]
+    fn plain_http_clients_still_build_without_a_default_provider() {
+        // With rustls compiled into reqwest but no provider it would panic here: the tests'
+        // own clients (and any other code's) build them this way.
+        assert!(reqwest::Client::builder().build().is_ok());
     }
 }
