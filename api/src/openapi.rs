@@ -21,6 +21,10 @@ use crate::session::Caller;
         crate::routes::access::setup,
         crate::routes::access::create_token,
         crate::routes::access::revoke_token,
+        crate::routes::cameras::list,
+        crate::routes::cameras::create,
+        crate::routes::cameras::update,
+        crate::routes::cameras::remove,
         crate::routes::cameras::status,
         crate::routes::cameras::detect,
         crate::routes::events::list,
@@ -32,6 +36,11 @@ use crate::session::Caller;
         crate::routes::recordings::list,
         crate::routes::recordings::file,
         crate::routes::recordings::export,
+        crate::routes::users::list,
+        crate::routes::users::create,
+        crate::routes::users::update,
+        crate::routes::users::disable,
+        crate::routes::users::audit_log,
     ),
     modifiers(&Security),
     security(("session" = []), ("bearer" = []))
@@ -77,9 +86,19 @@ mod tests {
     fn document_lists_every_route() {
         let doc = ApiDoc::openapi();
         let paths: Vec<&String> = doc.paths.paths.keys().collect();
-        for p in
-            ["/healthz", "/readyz", "/metrics", "/api/auth/login", "/api/cameras/status", "/api/tokens/{id}"]
-        {
+        for p in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/auth/login",
+            "/api/cameras",
+            "/api/cameras/{id}",
+            "/api/cameras/status",
+            "/api/tokens/{id}",
+            "/api/users",
+            "/api/users/{id}",
+            "/api/audit",
+        ] {
             assert!(paths.iter().any(|x| x.as_str() == p), "{p} missing from {paths:?}");
         }
         let json = serde_json::to_string(&doc).unwrap_or_default();

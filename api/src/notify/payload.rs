@@ -94,19 +94,11 @@ struct Body<'a> {
     event: &'a EventDto,
 }
 
-/// Whether an event is an alert.
-// ALERT(#7): events are about to gain `alert: bool` ("alerts can require a zone"). Until
-// `EventRow` has it every event counts as an alert; then return `row.alert`. The payload
-// takes the field from `EventDto` by itself.
-fn is_alert(_row: &EventRow) -> bool {
-    true
-}
-
 impl Notice {
     /// The notice for `row` after a change of `kind`.
     pub(crate) fn new(kind: Kind, row: EventRow) -> Result<Notice, serde_json::Error> {
         let (id, camera, label, start_time) = (row.id, row.camera.clone(), row.label.clone(), row.start_time);
-        let (ended, alert) = (row.end_time.is_some(), is_alert(&row));
+        let (ended, alert) = (row.end_time.is_some(), row.alert);
         let event = EventDto::from(row);
         let body = Bytes::from(serde_json::to_vec(&Body { kind, event: &event })?);
         Ok(Notice { kind, id, camera, label, start_time, ended, alert, body })
@@ -262,6 +254,7 @@ pub(crate) mod tests {
             score_median: 0.75,
             bbox: BBox { x: 0.125, y: 0.25, w: 0.5, h: 0.5 },
             zones: vec!["drive".into()],
+            alert: true,
             start_time: t(start),
             end_time: end.map(t),
             snapshot_path: Some("gate/x.jpg".into()),
@@ -302,6 +295,7 @@ pub(crate) mod tests {
         assert_eq!(e["start_time"], "2025-11-24T16:00:00Z");
         assert_eq!(e["end_time"], "2025-11-24T16:00:05Z");
         assert_eq!(e["review_state"], "new");
+        assert_eq!(e["alert"], true);
         // Exactly the API's fields: the payload is `EventDto`.
         let keys: Vec<&str> =
             e.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();

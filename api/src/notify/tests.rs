@@ -159,6 +159,7 @@ async fn cameras(pool: &PgPool) -> NodeId {
         name: id.into(),
         enabled: true,
         streams: Vec::new(),
+        definition: None,
     };
     sync(pool, &n1, &[spec("gate"), spec("door")]).await.unwrap();
     sync(pool, &n2, &[spec("yard")]).await.unwrap();
@@ -210,6 +211,7 @@ impl Writer {
                 bbox: e.bbox,
                 path: Vec::new(),
                 zones: vec!["drive".into()],
+                alert: true,
                 snapshot_path: None,
             })
             .unwrap();

@@ -435,7 +435,10 @@ mod tests {
         assert!(!f.accepts(&n));
         f.types.push(Kind::New);
         f.alert_only = true;
-        assert!(f.accepts(&n), "every event is an alert until events carry the flag");
+        assert!(f.accepts(&n));
+        let mut quiet = super::super::payload::tests::row("gate", "car", 0, None);
+        quiet.alert = false;
+        assert!(!f.accepts(&Notice::new(Kind::New, quiet)?), "not an alert");
         Ok(())
     }
 
