@@ -196,6 +196,10 @@ async fn reload(
     if new.listen != running.listen || new.config.database.url != running.config.database.url {
         warn!("server and database settings change only at restart; applying camera changes now");
     }
+    let notify_of = |c: &crate::config::Config| serde_json::to_value((&c.mqtt, &c.webhooks)).ok();
+    if notify_of(&new.config) != notify_of(&running.config) {
+        warn!("MQTT and webhook settings change only at restart; applying camera changes now");
+    }
     let specs = crate::cameras::storage_specs(&new.cameras);
     if let Err(e) = panoptes_storage::cameras::sync(pool, &running.node_id, &specs).await {
         error!(error = %e, "recording the reloaded cameras in the database failed; applying them anyway");
