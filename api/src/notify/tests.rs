@@ -33,19 +33,25 @@ fn free_port() -> u16 {
 /// A Mosquitto broker of this test's own, on a free port, killed on drop.
 struct Broker {
     port: u16,
+    /// A configuration file instead of `-p port`.
+    config: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
 impl Broker {
     async fn start() -> Broker {
-        let mut b = Broker { port: free_port(), child: None };
+        let mut b = Broker { port: free_port(), config: None, child: None };
         b.spawn().await;
         b
     }
 
     async fn spawn(&mut self) {
+        let args = match &self.config {
+            Some(c) => vec!["-c".to_owned(), c.display().to_string()],
+            None => vec!["-p".to_owned(), self.port.to_string()],
+        };
         let child = Command::new("mosquitto")
-            .args(["-p", &self.port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -500,6 +506,89 @@ async fn publishing_resumes_after_the_broker_restarts(pool: PgPool) -> TestResul
     let after = writer.new_event(1, "gate", "car");
     let id = after.id.to_string();
     sub.next(&format!("{prefix}/events"), "an event after the restart", |p| p.contains(&id)).await;
+    writer.stop().await;
+    notifier.stop().await;
+    Ok(())
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("running openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[sqlx::test(migrator = "panoptes_storage::MIGRATOR")]
+async fn mqtt_over_tls_trusts_a_private_ca_file(pool: PgPool) -> TestResult {
+    let node = cameras(&pool).await;
+    // A private CA and a broker certificate for localhost signed by it.
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=panoptes test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[&["req"][..], &ec, &["-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=localhost"]]
+            .concat(),
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "broker.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "broker.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    // One TLS listener for Panoptes, one plain listener for the test's subscriber. `user
+    // root` keeps mosquitto (when run as root) from dropping to a user that cannot read the
+    // key in this private directory.
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let config = d.join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "user root\nallow_anonymous true\nlistener {plain_port} 127.0.0.1\nlistener {tls_port} 127.0.0.1\n\
+             cafile {0}/ca.pem\ncertfile {0}/broker.pem\nkeyfile {0}/broker.key\n",
+            d.display()
+        ),
+    )?;
+    let mut broker = Broker { port: plain_port, config: Some(config), child: None };
+    broker.spawn().await;
+    let prefix = unique_prefix();
+    let mut sub = Subscriber::connect(plain_port, &prefix).await;
+    let mut m = mqtt(tls_port, &prefix);
+    m.host = "localhost".into();
+    m.tls = Some(Some(d.join("ca.pem")));
+    let config = NotifyConfig { node, mqtt: Some(m), webhooks: Vec::new() };
+    let notifier = Notifier::start(pool.clone(), StatusBoard::default(), config)?.ok_or("not started")?;
+    sub.next(&format!("{prefix}/available"), "online over TLS", |p| p == "online").await;
+    let writer = Writer::start(&pool).await;
+    let e = writer.new_event(0, "gate", "car");
+    let id = e.id.to_string();
+    sub.next(&format!("{prefix}/events"), "the event over TLS", |p| p.contains(&id)).await;
     writer.stop().await;
     notifier.stop().await;
     Ok(())
