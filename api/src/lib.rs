@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 mod limiter;
 pub mod live;
 pub mod notify;

@@ -3,10 +3,10 @@
 //! configuration file's `[[cameras]]` table as JSON, checked by the same rules (through
 //! [`crate::CameraChecker`], which the binary provides); credentials are write-only.
 
-use axum::extract::{Path, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use panoptes_core::{CameraId, NodeId, StreamStatus};
 use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::cameras::{ApiCamera, CameraDetail, CameraError, StoredApiCamera};
@@ -14,6 +14,7 @@ use panoptes_storage::users::Role;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::extract::{Json, Path};
 use crate::scope::CameraScope;
 use crate::session::Caller;
 use crate::{ApiError, AppState};

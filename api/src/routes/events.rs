@@ -4,10 +4,10 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use panoptes_core::CameraId;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::extract::{Json, Path, Query};
 use crate::scope::cameras_visible;
 use crate::session::Caller;
 use crate::{ApiError, AppState};

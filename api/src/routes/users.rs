@@ -2,16 +2,17 @@
 //! disables one (their reviews and audit entries keep naming them), ending their sessions
 //! and revoking their tokens. Every change is written to the audit log, without passwords.
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::users::{ChangeError, Role, UserChange, UserError, UserRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::extract::{Json, Path, Query};
 use crate::session::Caller;
 use crate::{ApiError, AppState};
 
