@@ -10,98 +10,21 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Stack, waitFor } from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.PANOPTES_BIN;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const PASSWORD = 'correct horse battery staple';
 const TRIES = 10;
 
-const children = [];
-let dir, base, browser, context, page, admin, viewer;
+const stack = new Stack('live');
+let base, context, page, admin, viewer;
 
-/** Polls `cond` until it returns a truthy value or `limitMs` passes. */
-async function waitFor(what, limitMs, cond) {
-  const end = Date.now() + limitMs;
-  let last;
-  for (;;) {
-    try {
-      last = await cond();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${limitMs} ms waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-function start(cmd, args, opts, logName) {
-  const log = fs.openSync(path.join(dir, logName), 'a');
-  const child = spawn(cmd, args, { ...opts, stdio: ['ignore', opts.stdoutPipe ? 'pipe' : log, log] });
-  children.push(child);
-  return child;
-}
-
-function panoptesEnv() {
-  const env = { ...process.env, PANOPTES_METRICS_TOKEN: 'browser-test-metrics' };
-  delete env.PANOPTES_DATABASE_URL;
-  delete env.PANOPTES_CONFIG;
-  delete env.RUST_LOG;
-  return env;
-}
-
-async function login(name) {
-  const r = await fetch(`${base}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name, password: PASSWORD }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 200, `login ${name}: ${text}`);
-  const cookie = r.headers.get('set-cookie').split(';')[0];
-  const { csrf_token: csrf } = JSON.parse(text);
-  return { cookie, csrf, value: cookie.split('=')[1] };
-}
-
-async function api(who, method, url, body, type) {
-  const headers = { cookie: who.cookie, 'x-csrf-token': who.csrf };
-  if (type) headers['content-type'] = type;
-  return fetch(`${base}${url}`, { method, headers, body });
-}
+const api = (who, method, url, body, type) => stack.api(who, method, url, body, type);
+const metric = (name) => stack.metric(name);
 
 async function sessions() {
   const r = await api(admin, 'GET', '/api/live/sessions');
   assert.equal(r.status, 200);
   return r.json();
-}
-
-async function metric(name) {
-  const r = await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer browser-test-metrics' } });
-  const text = await r.text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(name))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
 // --- in-page code -------------------------------------------------------------------
@@ -195,35 +118,8 @@ async function decoding(p, key, limitMs = 15000) {
 // --- set-up ---------------------------------------------------------------------------
 
 before(async () => {
-  assert.ok(BIN && fs.existsSync(BIN), `PANOPTES_BIN must name the panoptes binary (got ${BIN})`);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'panoptes-browser-'));
-  fs.chmodSync(dir, 0o755); // the private cluster runs as the postgres user
-
-  // Camera.
-  const cam = start('/usr/bin/python3', [path.join(REPO, 'scripts/test-camera.py'), '--port', '0', '--bind', '127.0.0.1'],
-    { env: process.env, stdoutPipe: true }, 'camera.log');
-  const rtsp = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('test camera did not start')), 30000);
-    readline.createInterface({ input: cam.stdout }).on('line', (l) => {
-      if (l.startsWith('READY ')) {
-        clearTimeout(timer);
-        resolve(l.slice(6).trim());
-      }
-    });
-    cam.on('exit', (c) => reject(new Error(`test camera exited ${c}`)));
-  });
-
-  // Panoptes.
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const config = path.join(dir, 'panoptes.toml');
-  fs.writeFileSync(config, `
-[server]
-listen = "127.0.0.1:${port}"
-data_dir = "${dir}/data"
-metrics_token_env = "PANOPTES_METRICS_TOKEN"
-webrtc_udp = "127.0.0.1:0"
-
+  const rtsp = await stack.camera();
+  await stack.writeConfig('', `
 [analytics]
 enabled = false
 
@@ -259,52 +155,25 @@ name = "main"
 url = "${rtsp}/h265-720p"
 roles = ["live", "grid"]
 `);
-  for (const [name, role] of [['tester', 'admin'], ['guest', 'viewer']]) {
-    const r = spawnSync(BIN, ['user', 'add', name, '--role', role, '--config', config], {
-      input: `${PASSWORD}\n`, env: panoptesEnv(), encoding: 'utf8', timeout: 120000,
-    });
-    assert.equal(r.status, 0, `user add ${name}: ${r.stderr}`);
-  }
-  start(BIN, ['serve', '--config', config], { env: panoptesEnv() }, 'panoptes.log');
-  await waitFor('Panoptes to be ready', 90000, async () => (await (await fetch(`${base}/readyz`)).json()).ready);
-  admin = await login('tester');
-  viewer = await login('guest');
+  stack.addUser('tester', 'admin');
+  stack.addUser('guest', 'viewer');
+  await stack.serve();
+  base = stack.base;
+  admin = await stack.login('tester');
+  viewer = await stack.login('guest');
   await waitFor('every camera stream to stream', 30000, async () => {
     const list = await (await api(admin, 'GET', '/api/cameras/status')).json();
     return list.length === 5 && list.every((s) => s.state === 'streaming');
   });
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
-      '--use-fake-ui-for-media-stream',
-    ],
-  });
-  context = await browser.newContext();
-  await context.grantPermissions(['camera', 'microphone'], { origin: base });
+  await stack.launchBrowser();
+  context = await stack.context();
   await context.addCookies([{ name: 'panoptes_session', value: admin.value, url: base }]);
   page = await context.newPage();
   await page.goto(`${base}/healthz`);
 });
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  for (const c of children.reverse()) {
-    if (c.exitCode === null) {
-      c.kill('SIGTERM');
-      await new Promise((r) => {
-        const t = setTimeout(() => { c.kill('SIGKILL'); r(); }, 30000);
-        c.on('exit', () => { clearTimeout(t); r(); });
-      });
-    }
-  }
-  if (process.env.KEEP_TEST_DIR) console.log(`kept ${dir}`);
-  else if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => stack.close());
 
 // --- tests ------------------------------------------------------------------------------
 

@@ -152,13 +152,22 @@ export interface AuditEntry {
   actor: string;
   action: string;
   target: string;
-  detail: unknown;
+  details?: unknown;
+  /** Older name of `details`. */
+  detail?: unknown;
   ip: string | null;
 }
 
 export interface AuditPage {
   entries: AuditEntry[];
   next: string | number | null;
+}
+
+export interface AuditQuery {
+  limit: number;
+  before?: string | number | null;
+  action?: string;
+  actor?: string;
 }
 
 /** An error answer, or a network failure (status 0). */
@@ -336,6 +345,9 @@ export const api = {
     json<User>(`/api/users/${id}`, { method: 'PATCH', body: patch }),
   deleteUser: (id: number) => json<void>(`/api/users/${id}`, { method: 'DELETE' }),
 
-  audit: (limit: number, before?: string | number | null, signal?: AbortSignal) =>
-    json<AuditPage>('/api/audit' + query({ limit, before: before ?? undefined }), { signal }),
+  audit: (q: AuditQuery, signal?: AbortSignal) =>
+    json<AuditPage>(
+      '/api/audit' + query({ limit: q.limit, before: q.before ?? undefined, action: q.action, actor: q.actor }),
+      { signal },
+    ),
 };

@@ -6,7 +6,6 @@ import { typing } from './lib/keys';
 import { navigate, useRoute } from './lib/router';
 import { fmtTime } from './lib/time';
 import {
-  alertsByCamera,
   isAdmin,
   me,
   refreshCameras,
@@ -14,6 +13,7 @@ import {
   startAlertStream,
   status,
   stopAlertStream,
+  unseenAlerts,
   streamState,
   useValue,
 } from './state';
@@ -65,15 +65,15 @@ function StatusStrip() {
   const down = new Set(st.filter((s) => s.state === 'retrying' || s.state === 'auth_failed').map((s) => s.camera));
   return (
     <div class="status-strip">
-      <span class={'dot ' + (sse === 'open' ? 'ok' : sse === 'down' ? 'bad' : 'warn')} />
-      <span title="Alert stream (Server-Sent Events)">
-        {sse === 'open' ? 'Alerts live' : sse === 'down' ? 'Alerts offline' : 'Connecting…'}
+      <span
+        class={'dot ' + (sse === 'open' ? 'ok' : sse === 'down' ? 'bad' : 'warn')}
+        title={sse === 'open' ? 'Alerts arrive live' : sse === 'down' ? 'Alert stream offline' : 'Connecting the alert stream…'}
+        data-testid="alert-stream"
+        data-state={sse}
+      />
+      <span title={down.size ? `${down.size} camera(s) down` : 'Every camera streams'}>
+        <span class={down.size ? 'bad-text' : ''}>{cams.size - down.size}</span>/{cams.size} cameras
       </span>
-      <span class="sep" />
-      <span>
-        {cams.size - down.size}/{cams.size} cameras up
-      </span>
-      {down.size > 0 && <span class="bad-text">{down.size} down</span>}
     </div>
   );
 }
@@ -120,7 +120,10 @@ export function App() {
   const route = useRoute();
   const [checked, setChecked] = useState(false);
   const [help, setHelp] = useState(false);
-  const alerts = useValue(alertsByCamera);
+  const unseen = useValue(unseenAlerts);
+  useEffect(() => {
+    if (route.path === '/review' && unseen) unseenAlerts.set(0);
+  }, [route.path, unseen]);
 
   // Who am I (an existing session cookie), once.
   useEffect(() => {
@@ -204,7 +207,6 @@ export function App() {
 
   const path = route.path === '/' || route.path === '/login' ? '/wall' : route.path;
   const items = NAV.filter((n) => !n.admin || isAdmin(user));
-  const recentAlerts = Object.values(alerts).filter((a) => Date.now() - a.at < 60000).length;
   let screen;
   switch (path) {
     case '/wall':
@@ -253,7 +255,11 @@ export function App() {
             >
               <Icon name={n.icon} />
               <span>{n.label}</span>
-              {n.path === '/review' && recentAlerts > 0 && <span class="badge">{recentAlerts}</span>}
+              {n.path === '/review' && unseen > 0 && (
+                <span class="badge" title={`${unseen} new alert${unseen === 1 ? '' : 's'} since you last looked`}>
+                  {unseen > 99 ? '99+' : unseen}
+                </span>
+              )}
             </a>
           ))}
         </nav>

@@ -103,6 +103,8 @@ export interface LiveEvent {
 export const streamState = new Value<'connecting' | 'open' | 'down'>('connecting');
 /** Alerts raised since the page loaded, by camera: when (ms) and the label. */
 export const alertsByCamera = new Value<Record<string, { at: number; label: string; id: string }>>({});
+/** Alerts that arrived since the review queue was last on screen. */
+export const unseenAlerts = new Value(0);
 const listeners = new Set<(e: LiveEvent) => void>();
 let source: EventSource | null = null;
 
@@ -140,6 +142,7 @@ export function startAlertStream(): void {
     const e: LiveEvent = { ...data, kind: data.kind ?? kind, id: String(data.id ?? ''), camera: String(data.camera ?? '') };
     if (e.kind === 'start' && isAlert(e) && e.camera) {
       alertsByCamera.set({ ...alertsByCamera.get(), [e.camera]: { at: Date.now(), label: e.label ?? '', id: e.id } });
+      if (!location.hash.startsWith('#/review')) unseenAlerts.set(unseenAlerts.get() + 1);
     }
     for (const f of [...listeners]) f(e);
   };

@@ -8,6 +8,8 @@ export interface VirtualListProps<T> {
   items: T[];
   rowHeight: number;
   render: (item: T, index: number) => ComponentChildren;
+  /** A stable key per item (rows keep their DOM node when items are added above). */
+  keyOf?: (item: T) => string | number;
   /** Called when the last rows come into view (load the next page). */
   onEnd?: () => void;
   /** Keep this row in view (keyboard selection). */
@@ -42,6 +44,23 @@ export function VirtualList<T>(p: VirtualListProps<T>) {
     if (p.onEnd && last >= p.items.length - overscan) p.onEnd();
   }, [last, p.items.length]);
 
+  // Items added above the first one (live updates): keep the rows in view where they are,
+  // unless the list is scrolled to the top, where the newest should show.
+  const firstKey = useRef<string | number | undefined>(undefined);
+  useLayoutEffect(() => {
+    const el = box.current;
+    const keyOf = p.keyOf;
+    if (!el || !keyOf) return;
+    const prev = firstKey.current;
+    firstKey.current = p.items.length ? keyOf(p.items[0]!) : undefined;
+    if (prev === undefined || el.scrollTop === 0 || firstKey.current === prev) return;
+    const moved = p.items.findIndex((i) => keyOf(i) === prev);
+    if (moved > 0 && moved < 1000) {
+      el.scrollTop += moved * p.rowHeight;
+      setTop(el.scrollTop);
+    }
+  }, [p.items]);
+
   useEffect(() => {
     const el = box.current;
     const i = p.scrollToIndex;
@@ -54,7 +73,7 @@ export function VirtualList<T>(p: VirtualListProps<T>) {
   const rows = [];
   for (let i = first; i < last; i++) {
     rows.push(
-      <div class="vrow" key={i} style={{ top: `${i * p.rowHeight}px`, height: `${p.rowHeight}px` }}>
+      <div class="vrow" key={p.keyOf ? p.keyOf(p.items[i]!) : i} style={{ top: `${i * p.rowHeight}px`, height: `${p.rowHeight}px` }}>
         {p.render(p.items[i]!, i)}
       </div>,
     );

@@ -27,7 +27,7 @@ export interface Paged<T> {
 
 export function usePaged<T extends { id: string | number }>(key: string, fetcher: Fetcher<T>): Paged<T> {
   const [items, setItems] = useState<T[]>([]);
-  const [loading, setLoading] = useState(false);
+  const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState(false);
   const cursor = useRef<string | number | null>(null);

@@ -105,7 +105,11 @@ export class LivePlayer {
     const rvfc = (this.video as HTMLVideoElement & { requestVideoFrameCallback?: (cb: () => void) => number })
       .requestVideoFrameCallback;
     rvfc?.call(this.video, () => {
-      if (pc === this.pc) this.firstFrameMs = performance.now() - this.t0;
+      if (pc !== this.pc) return;
+      this.firstFrameMs = performance.now() - this.t0;
+      // Shown at once; the watchdog keeps checking that frames keep coming.
+      this.lastFramesAt = performance.now();
+      if (this.state.kind !== 'playing') this.set({ kind: 'playing' });
     });
     try {
       await pc.setLocalDescription(await pc.createOffer());

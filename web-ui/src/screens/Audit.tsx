@@ -1,6 +1,6 @@
 // The audit log: who did what, when, from where; newest first, paged by keyset as it
 // scrolls. The log is hash-chained on the server (`panoptes audit verify`).
-import { useMemo, useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, type AuditEntry } from '../api';
 import { VirtualList } from '../components/VirtualList';
 import { Empty, Icon, Spinner } from '../components/ui';
@@ -19,6 +19,12 @@ const ACTION_TEXT: Record<string, string> = {
   token_create: 'Created an API token',
   token_revoke: 'Revoked an API token',
   setup_admin: 'Created the first admin',
+  user_create: 'Created a user',
+  user_update: 'Changed a user',
+  user_disable: 'Disabled a user',
+  camera_create: 'Added a camera',
+  camera_update: 'Changed a camera',
+  camera_delete: 'Deleted a camera',
 };
 
 function detailText(d: unknown): string {
@@ -49,20 +55,21 @@ function Target({ e }: { e: AuditEntry }) {
 
 export function Audit() {
   const [reloadKey, setReloadKey] = useState(0);
-  const [find, setFind] = useState('');
-  const paged = usePaged<AuditEntry>(String(reloadKey), async (cursor, signal) => {
-    const page = await api.audit(200, cursor, signal);
+  const [action, setAction] = useState('');
+  const [actor, setActor] = useState('');
+  const [actorQuery, setActorQuery] = useState('');
+  useEffect(() => {
+    const t = setTimeout(() => setActorQuery(actor.trim()), 300);
+    return () => clearTimeout(t);
+  }, [actor]);
+  const paged = usePaged<AuditEntry>(JSON.stringify([reloadKey, action, actorQuery]), async (cursor, signal) => {
+    const page = await api.audit(
+      { limit: 200, before: cursor, action: action || undefined, actor: actorQuery || undefined },
+      signal,
+    );
     return { items: page.entries, next: page.next };
   });
-  const shown = useMemo(() => {
-    const f = find.trim().toLowerCase();
-    if (!f) return paged.items;
-    return paged.items.filter((e) =>
-      [e.actor, e.action, ACTION_TEXT[e.action] ?? '', e.target, e.ip ?? '', detailText(e.detail)].some((s) =>
-        s.toLowerCase().includes(f),
-      ),
-    );
-  }, [paged.items, find]);
+  const shown = paged.items;
 
   return (
     <div class="admin audit">
@@ -71,14 +78,20 @@ export function Audit() {
         <span class="muted small">Append-only and hash-chained: verify it with panoptes audit verify</span>
         <div class="spacer" />
         <label class="field inline">
-          <span class="field-label">Find in loaded</span>
-          <input type="search" value={find} onInput={(e) => setFind(e.currentTarget.value)} placeholder="user, action, camera…" />
+          <span class="field-label">Action</span>
+          <select value={action} onChange={(e) => setAction(e.currentTarget.value)} data-testid="audit-action">
+            <option value="">All actions</option>
+            {Object.entries(ACTION_TEXT).map(([k, v]) => (
+              <option key={k} value={k}>
+                {k} · {v}
+              </option>
+            ))}
+          </select>
         </label>
-        {find && (
-          <span class="muted small">
-            {shown.length} of {paged.items.length} loaded
-          </span>
-        )}
+        <label class="field inline">
+          <span class="field-label">User</span>
+          <input type="search" value={actor} onInput={(e) => setActor(e.currentTarget.value)} placeholder="name" />
+        </label>
         <button class="icon-btn" onClick={() => setReloadKey((k) => k + 1)} title="Reload" aria-label="Reload">
           <Icon name="refresh" />
         </button>
@@ -100,6 +113,7 @@ export function Audit() {
             items={shown}
             rowHeight={34}
             onEnd={paged.loadMore}
+            keyOf={(e) => e.id}
             testid="audit-list"
             role="table"
             label="Audit log"
@@ -114,8 +128,8 @@ export function Audit() {
                 <span>
                   <Target e={e} />
                 </span>
-                <span class="muted small ellipsis" title={JSON.stringify(e.detail)}>
-                  {detailText(e.detail)}
+                <span class="muted small ellipsis" title={JSON.stringify(e.details ?? e.detail)}>
+                  {detailText(e.details ?? e.detail)}
                 </span>
                 <span class="mono small muted">{e.ip ?? ''}</span>
               </div>

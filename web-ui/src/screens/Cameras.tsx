@@ -20,6 +20,11 @@ function StreamState({ s }: { s: StreamStatus | undefined }) {
         </span>
       )}
       {s.last_error && <span class="small bad-text">{s.last_error}</span>}
+      {/^(hvc1|hev1)/.test(s.codec ?? '') && s.roles.some((r) => r === 'live' || r === 'grid') && (
+        <span class="chip st-connecting" title="Most browsers cannot play H.265 live: add an H.264 sub stream for the wall">
+          H.265 live
+        </span>
+      )}
     </span>
   );
 }

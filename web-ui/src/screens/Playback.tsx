@@ -26,7 +26,7 @@ export function Playback({ params }: { params: URLSearchParams }) {
 
   const video = useRef<HTMLVideoElement>(null);
   const player = useRef<SegmentPlayer | null>(null);
-  const [win, setWin] = useState<Window>(() => around(startAt, HOUR));
+  const [win, setWin] = useState<Window>(() => around(startAt, 10 * MINUTE));
   const [segments, setSegments] = useState<Segment[]>([]);
   const [events, setEvents] = useState<EventDto[]>([]);
   const [eventsMore, setEventsMore] = useState(false);
@@ -36,6 +36,9 @@ export function Playback({ params }: { params: URLSearchParams }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
   const pendingSeek = useRef<number | null>(startAt);
+  const [reload, setReload] = useState(0);
+  const retryTimer = useRef<ReturnType<typeof setTimeout>>();
+  useEffect(() => () => clearTimeout(retryTimer.current), []);
 
   // One player per camera.
   useEffect(() => {
@@ -44,7 +47,17 @@ export function Playback({ params }: { params: URLSearchParams }) {
         setPlayhead(t);
         setNotice(null);
       },
-      onNoRecording: (t) => setNotice(`Nothing recorded at or after ${fmtDateTime(t)}`),
+      onNoRecording: (t) => {
+        if (Date.now() - t < 5 * MINUTE) {
+          // Recent: its segment is still being written (they close about every minute).
+          setNotice(`Waiting for the recording of ${fmtTime(t)} to be written…`);
+          pendingSeek.current = t;
+          clearTimeout(retryTimer.current);
+          retryTimer.current = setTimeout(() => setReload((n) => n + 1), 3000);
+        } else {
+          setNotice(`Nothing recorded at or after ${fmtDateTime(t)}`);
+        }
+      },
       onPlayState: setPlaying,
       onError: setNotice,
     });
@@ -52,7 +65,7 @@ export function Playback({ params }: { params: URLSearchParams }) {
     pendingSeek.current = startAt;
     setSegments([]);
     setPlayhead(null);
-    setWin(around(startAt, HOUR));
+    setWin(around(startAt, 10 * MINUTE));
     return () => {
       p.destroy();
       player.current = null;
@@ -99,7 +112,7 @@ export function Playback({ params }: { params: URLSearchParams }) {
       clearTimeout(t);
       ctl.abort();
     };
-  }, [camera, recordStream, Math.round(win.start / 10000), Math.round(win.end / 10000)]);
+  }, [camera, recordStream, reload, Math.round(win.start / 10000), Math.round(win.end / 10000)]);
 
   // Keep the playhead in view while playing.
   useEffect(() => {

@@ -130,7 +130,7 @@ export function Review({ params }: { params: URLSearchParams }) {
 
   return (
     <div class="review">
-      <section class="queue" aria-label="Alerts">
+      <section class="queue" aria-label="Alerts" data-testid="queue" data-loading={String(paged.loading)}>
         <div class="queue-filters">
           <div class="seg" role="group" aria-label="Review state">
             {STATES.map((s) => (
@@ -184,6 +184,7 @@ export function Review({ params }: { params: URLSearchParams }) {
             items={items}
             rowHeight={68}
             onEnd={paged.loadMore}
+            keyOf={(e) => e.id}
             scrollToIndex={index}
             testid="alert-list"
             role="listbox"

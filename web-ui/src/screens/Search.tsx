@@ -169,6 +169,7 @@ export function Search({ params }: { params: URLSearchParams }) {
               <input
                 type="datetime-local"
                 step="1"
+                data-testid="search-from"
                 value={toLocalInput(draft.from)}
                 onChange={(e) => setDraft({ ...draft, from: fromLocalInput(e.currentTarget.value) || draft.from })}
               />
@@ -177,6 +178,7 @@ export function Search({ params }: { params: URLSearchParams }) {
               <input
                 type="datetime-local"
                 step="1"
+                data-testid="search-to"
                 value={toLocalInput(draft.to)}
                 onChange={(e) => setDraft({ ...draft, to: fromLocalInput(e.currentTarget.value) || draft.to })}
               />
@@ -329,6 +331,7 @@ export function Search({ params }: { params: URLSearchParams }) {
                 items={paged.items}
                 rowHeight={36}
                 onEnd={paged.loadMore}
+            keyOf={(e) => e.id}
                 testid="results"
                 role="table"
                 label="Results"
