@@ -308,6 +308,23 @@ else
     printf '%s\n' "$web_lock_sum" > "$build_stamp"
 fi
 
+# --- 6c. Schemathesis (PyPI) for tests/schemathesis.rs ------------------------------------
+# A venv under the cache with the exact versions of scripts/requirements-schemathesis.txt;
+# rebuilt only when that file changes.
+
+st_venv=$CACHE/venvs/schemathesis
+st_sum=$(sha256_of "$script_dir/requirements-schemathesis.txt")
+if [[ -x "$st_venv/bin/st" && "$(cat "$st_venv/.panoptes-req-sha256" 2>/dev/null)" == "$st_sum" ]]; then
+    log "schemathesis: up to date"
+else
+    log "schemathesis: installing into $st_venv"
+    rm -rf -- "$st_venv"
+    /usr/bin/python3 -m venv "$st_venv" || die "cannot create a venv: install python3-venv"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$st_venv/bin/pip" install --quiet --no-input \
+        -r "$script_dir/requirements-schemathesis.txt" || die "installing schemathesis failed"
+    printf '%s\n' "$st_sum" > "$st_venv/.panoptes-req-sha256"
+fi
+
 # --- 7. env.sh --------------------------------------------------------------------------
 
 env_file=$CACHE/env.sh

@@ -16,25 +16,85 @@ use tokio::sync::mpsc;
 
 use crate::serve::{CameraDecoder, CameraRecorder, attach_decoders, attach_recorders, stream_specs};
 
-/// The configured cameras as the database records them (URLs without credentials).
+/// A camera as the database records it (URLs without credentials).
+pub fn storage_spec(c: &ResolvedCamera) -> panoptes_storage::cameras::CameraSpec {
+    panoptes_storage::cameras::CameraSpec {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        enabled: c.enabled,
+        streams: c
+            .streams
+            .iter()
+            .map(|s| panoptes_storage::cameras::StreamSpec {
+                name: s.name.clone(),
+                roles: s.roles.clone(),
+                redacted_url: Some(panoptes_core::redact(&s.url).to_string()),
+                has_credentials: s.credentials.is_some(),
+            })
+            .collect(),
+        definition: Some(c.definition.clone()),
+    }
+}
+
+/// The configured cameras as the database records them.
 pub fn storage_specs(cameras: &[ResolvedCamera]) -> Vec<panoptes_storage::cameras::CameraSpec> {
-    cameras
-        .iter()
-        .map(|c| panoptes_storage::cameras::CameraSpec {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            enabled: c.enabled,
-            streams: c
-                .streams
-                .iter()
-                .map(|s| panoptes_storage::cameras::StreamSpec {
-                    name: s.name.clone(),
-                    roles: s.roles.clone(),
-                    redacted_url: Some(panoptes_core::redact(&s.url).to_string()),
-                })
-                .collect(),
-        })
-        .collect()
+    cameras.iter().map(storage_spec).collect()
+}
+
+/// Checks cameras sent to the API by the configuration file's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigChecker;
+
+impl panoptes_api::CameraChecker for ConfigChecker {
+    fn check(
+        &self,
+        definition: serde_json::Value,
+    ) -> Result<panoptes_api::CheckedCamera, Vec<(String, String)>> {
+        let (camera, credentials) = crate::config::camera_from_api(definition)
+            .map_err(|problems| problems.into_iter().map(|p| (p.path, p.message)).collect::<Vec<_>>())?;
+        Ok(panoptes_api::CheckedCamera { spec: storage_spec(&camera), credentials })
+    }
+}
+
+/// The cameras added through the API that `node` runs, resolved. One that no longer passes
+/// the checks (say, after an upgrade) is logged, naming the camera and field, and skipped.
+pub async fn api_cameras(
+    pool: &panoptes_storage::PgPool,
+    node: &panoptes_core::NodeId,
+) -> Vec<ResolvedCamera> {
+    let stored = match panoptes_storage::cameras::api_cameras(pool, node).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the cameras added through the API failed");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for s in stored {
+        let mut problems = Vec::new();
+        match crate::config::camera_from_definition(s.definition, &s.credentials, &mut problems) {
+            Some(c) if problems.is_empty() => out.push(c),
+            _ => {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                tracing::error!(camera = %s.id, ?problems, "camera added through the API is not valid; not started");
+            }
+        }
+    }
+    out
+}
+
+/// The configuration file's cameras and the API's; a file's camera wins over an API camera
+/// with the same id.
+pub fn merge(file: &[ResolvedCamera], api: Vec<ResolvedCamera>) -> Vec<ResolvedCamera> {
+    let mut all = file.to_vec();
+    for c in api {
+        if all.iter().any(|f| f.id == c.id) {
+            tracing::warn!(camera = %c.id, "defined in the configuration file and through the API; the file wins");
+        } else {
+            all.push(c);
+        }
+    }
+    all
 }
 
 /// What a reload did.

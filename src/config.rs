@@ -6,6 +6,7 @@
 //! `panoptes check-config` lists every problem. Secrets are never in the file: passwords
 //! and tokens come from environment variables (`*_env`) or files (`*_file`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     /// means the bound address, or 127.0.0.1 and the default route's address when bound
     /// to 0.0.0.0.
     pub webrtc_advertise: Vec<String>,
+    /// Directory of the built web UI (`index.html` and assets), served at `/`. A relative
+    /// path is taken from the working directory. Without an `index.html` there, only the
+    /// API is served (and a warning says so).
+    pub ui_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             secure_cookies: false,
             webrtc_udp: "0.0.0.0:8189".into(),
             webrtc_advertise: Vec::new(),
+            ui_dir: PathBuf::from("web-ui/dist"),
         }
     }
 }
@@ -268,7 +274,7 @@ pub struct CameraConfig {
     pub detect_width: u32,
     /// Height the detect stream is scaled to for analytics, in pixels.
     pub detect_height: u32,
-    /// This camera's analytics: `motion`, `tracker`, `zones`, `lines` (see "Camera
+    /// This camera's analytics: `motion`, `tracker`, `zones`, `lines`, `alerts` (see "Camera
     /// analytics" above the reference).
     #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub analytics: toml::Table,
@@ -470,6 +476,8 @@ pub struct ResolvedCamera {
     pub analytics: panoptes_analytics::pipeline::CameraAnalyticsConfig,
     /// Its streams.
     pub streams: Vec<ResolvedStream>,
+    /// Its `[[cameras]]` table as JSON without credentials (what the database records).
+    pub definition: serde_json::Value,
 }
 
 /// Where the database is.
@@ -693,85 +701,14 @@ fn validate(
     let mut seen = std::collections::HashSet::new();
     for (i, cam) in config.cameras.iter().enumerate() {
         let base = format!("cameras[{i}]");
-        let id = match CameraId::new(cam.id.clone()) {
-            Ok(id) => {
-                if !seen.insert(id.clone()) {
-                    problems.push(Problem {
-                        path: format!("{base}.id"),
-                        message: format!("duplicate camera id {:?}", cam.id),
-                    });
-                }
-                Some(id)
-            }
-            Err(e) => {
-                problems.push(Problem { path: format!("{base}.id"), message: format!("{:?}: {e}", cam.id) });
-                None
-            }
-        };
-        if !(cam.detect_fps > 0.0 && cam.detect_fps <= 60.0) {
+        if CameraId::new(cam.id.clone()).is_ok_and(|id| !seen.insert(id)) {
             problems.push(Problem {
-                path: format!("{base}.detect_fps"),
-                message: format!("{} is not within (0, 60]", cam.detect_fps),
+                path: format!("{base}.id"),
+                message: format!("duplicate camera id {:?}", cam.id),
             });
         }
-        for (field, v) in [("detect_width", cam.detect_width), ("detect_height", cam.detect_height)] {
-            if !(16..=4096).contains(&v) || v % 2 != 0 {
-                problems.push(Problem {
-                    path: format!("{base}.{field}"),
-                    message: format!("{v} is not an even number within [16, 4096]"),
-                });
-            }
-        }
-        let analytics = match panoptes_analytics::pipeline::CameraAnalyticsConfig::deserialize(
-            toml::Value::Table(cam.analytics.clone()),
-        ) {
-            Ok(a) => a,
-            Err(e) => {
-                problems.push(Problem {
-                    path: format!("{base}.analytics"),
-                    message: e.to_string().trim().to_owned(),
-                });
-                Default::default()
-            }
-        };
-        if cam.retention_gb.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-            problems.push(Problem {
-                path: format!("{base}.retention_gb"),
-                message: "is not a size in GB (0 or more)".into(),
-            });
-        }
-        if cam.streams.is_empty() {
-            problems.push(Problem {
-                path: format!("{base}.streams"),
-                message: "a camera needs at least one stream".into(),
-            });
-        }
-        let mut names = std::collections::HashSet::new();
-        let mut streams = Vec::new();
-        for (j, s) in cam.streams.iter().enumerate() {
-            let sbase = format!("{base}.streams[{j}]");
-            if s.name.is_empty() || !names.insert(s.name.clone()) {
-                problems.push(Problem {
-                    path: format!("{sbase}.name"),
-                    message: format!("stream name {:?} is empty or repeated", s.name),
-                });
-            }
-            if let Some(r) = resolve_stream(s, &sbase, env, problems) {
-                streams.push(r);
-            }
-        }
-        if let Some(id) = id {
-            let name = if cam.name.is_empty() { id.to_string() } else { cam.name.clone() };
-            cameras.push(ResolvedCamera {
-                id,
-                name,
-                enabled: cam.enabled,
-                decoder: cam.decoder,
-                detect_fps: cam.detect_fps,
-                detect_size: (cam.detect_width, cam.detect_height),
-                analytics,
-                streams,
-            });
+        if let Some(c) = resolve_camera(cam, &base, env, &BTreeMap::new(), problems) {
+            cameras.push(c);
         }
     }
 
@@ -785,6 +722,204 @@ fn validate(
         cameras,
         config,
     })
+}
+
+/// The definition of a camera as stored in the database: its `[[cameras]]` table as JSON,
+/// without user names, passwords or where passwords come from.
+fn definition_of(cam: &CameraConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(cam).unwrap_or_default();
+    if let Some(streams) = v.get_mut("streams").and_then(|s| s.as_array_mut()) {
+        for s in streams.iter_mut().filter_map(|s| s.as_object_mut()) {
+            for k in ["username", "password_env", "password_file"] {
+                s.remove(k);
+            }
+            // A user name in the URL is a credential too (a password there is refused).
+            if let Some(url) = s.get_mut("url")
+                && let Some(mut u) = url.as_str().and_then(|t| Url::parse(t).ok())
+                && !u.username().is_empty()
+            {
+                let _ = u.set_username("");
+                *url = serde_json::Value::String(u.to_string());
+            }
+        }
+    }
+    v
+}
+
+/// Resolves and checks one camera; `given` holds logins by stream name (cameras defined
+/// through the API), which take the place of `username` and `password_env`/`password_file`.
+fn resolve_camera(
+    cam: &CameraConfig,
+    base: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    given: &BTreeMap<String, panoptes_storage::cameras::Credentials>,
+    problems: &mut Vec<Problem>,
+) -> Option<ResolvedCamera> {
+    let id = match CameraId::new(cam.id.clone()) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            problems.push(Problem { path: format!("{base}.id"), message: format!("{:?}: {e}", cam.id) });
+            None
+        }
+    };
+    if !(cam.detect_fps > 0.0 && cam.detect_fps <= 60.0) {
+        problems.push(Problem {
+            path: format!("{base}.detect_fps"),
+            message: format!("{} is not within (0, 60]", cam.detect_fps),
+        });
+    }
+    for (field, v) in [("detect_width", cam.detect_width), ("detect_height", cam.detect_height)] {
+        if !(16..=4096).contains(&v) || v % 2 != 0 {
+            problems.push(Problem {
+                path: format!("{base}.{field}"),
+                message: format!("{v} is not an even number within [16, 4096]"),
+            });
+        }
+    }
+    let analytics = match panoptes_analytics::pipeline::CameraAnalyticsConfig::deserialize(
+        toml::Value::Table(cam.analytics.clone()),
+    ) {
+        Ok(a) => {
+            if let Err(e) = a.validate() {
+                problems.push(Problem { path: format!("{base}.analytics"), message: e.to_string() });
+            }
+            a
+        }
+        Err(e) => {
+            problems.push(Problem {
+                path: format!("{base}.analytics"),
+                message: e.to_string().trim().to_owned(),
+            });
+            Default::default()
+        }
+    };
+    if cam.retention_gb.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+        problems.push(Problem {
+            path: format!("{base}.retention_gb"),
+            message: "is not a size in GB (0 or more)".into(),
+        });
+    }
+    if cam.streams.is_empty() {
+        problems.push(Problem {
+            path: format!("{base}.streams"),
+            message: "a camera needs at least one stream".into(),
+        });
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut streams = Vec::new();
+    for (j, s) in cam.streams.iter().enumerate() {
+        let sbase = format!("{base}.streams[{j}]");
+        if s.name.is_empty() || !names.insert(s.name.clone()) {
+            problems.push(Problem {
+                path: format!("{sbase}.name"),
+                message: format!("stream name {:?} is empty or repeated", s.name),
+            });
+        }
+        if let Some(r) = resolve_stream(s, &sbase, env, given.get(&s.name), problems) {
+            streams.push(r);
+        }
+    }
+    let id = id?;
+    let name = if cam.name.is_empty() { id.to_string() } else { cam.name.clone() };
+    Some(ResolvedCamera {
+        id,
+        name,
+        enabled: cam.enabled,
+        decoder: cam.decoder,
+        detect_fps: cam.detect_fps,
+        detect_size: (cam.detect_width, cam.detect_height),
+        analytics,
+        streams,
+        definition: definition_of(cam),
+    })
+}
+
+/// A camera defined through the API: its definition (the `[[cameras]]` table as JSON, where
+/// each stream may also carry `username` and `password`) checked exactly like a camera in
+/// the configuration file. Unknown fields are refused; `password_env` and `password_file`
+/// are refused too (they would read the server's environment and files). Returns the camera
+/// and the logins taken out of the definition.
+pub fn camera_from_api(
+    mut definition: serde_json::Value,
+) -> Result<(ResolvedCamera, BTreeMap<String, panoptes_storage::cameras::Credentials>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut logins = BTreeMap::new();
+    if let Some(streams) = definition.get_mut("streams").and_then(|s| s.as_array_mut()) {
+        for (j, s) in streams.iter_mut().enumerate() {
+            let Some(s) = s.as_object_mut() else { continue };
+            for k in ["password_env", "password_file"] {
+                if s.remove(k).is_some() {
+                    problems.push(Problem {
+                        path: format!("streams[{j}].{k}"),
+                        message: "not accepted through the API: send `password`".into(),
+                    });
+                }
+            }
+            let name = s.get("name").and_then(|n| n.as_str()).unwrap_or("main").to_owned();
+            let password = s.remove("password");
+            let username = s.remove("username");
+            let text = |v: Option<serde_json::Value>, field: &str, problems: &mut Vec<Problem>| match v {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(t)) => Some(t),
+                Some(_) => {
+                    problems.push(Problem {
+                        path: format!("streams[{j}].{field}"),
+                        message: "must be a string".into(),
+                    });
+                    None
+                }
+            };
+            let (username, password) =
+                (text(username, "username", &mut problems), text(password, "password", &mut problems));
+            match (username, password) {
+                (Some(u), p) if !u.is_empty() => {
+                    logins.insert(
+                        name,
+                        panoptes_storage::cameras::Credentials {
+                            username: u,
+                            password: p.unwrap_or_default(),
+                        },
+                    );
+                }
+                (_, Some(p)) if !p.is_empty() => problems.push(Problem {
+                    path: format!("streams[{j}].username"),
+                    message: "a password is given but no username".into(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    let resolved = camera_from_definition(definition, &logins, &mut problems);
+    match resolved {
+        Some(c) if problems.is_empty() => Ok((c, logins)),
+        _ => Err(problems),
+    }
+}
+
+/// A stored camera definition (without credentials) with its logins, checked.
+pub fn camera_from_definition(
+    definition: serde_json::Value,
+    logins: &BTreeMap<String, panoptes_storage::cameras::Credentials>,
+    problems: &mut Vec<Problem>,
+) -> Option<ResolvedCamera> {
+    let mut unknown = Vec::new();
+    let cam: Result<CameraConfig, _> =
+        serde_ignored::deserialize(definition, |p| unknown.push(field_path(&p)));
+    for path in unknown {
+        problems.push(Problem { path, message: "unknown field".into() });
+    }
+    let cam = match cam {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(Problem { path: "(value)".into(), message: e.to_string() });
+            return None;
+        }
+    };
+    let c = resolve_camera(&cam, "", &|_| None, logins, problems);
+    for p in problems.iter_mut() {
+        p.path = p.path.trim_start_matches('.').to_owned();
+    }
+    c
 }
 
 fn check_database_url(
@@ -827,6 +962,7 @@ fn resolve_stream(
     s: &StreamConfig,
     base: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    given: Option<&panoptes_storage::cameras::Credentials>,
     problems: &mut Vec<Problem>,
 ) -> Option<ResolvedStream> {
     let (env_path, file_path) = (format!("{base}.password_env"), format!("{base}.password_file"));
@@ -869,7 +1005,10 @@ fn resolve_stream(
     }
     let url_user = (!url.username().is_empty()).then(|| url.username().to_owned());
     let _ = url.set_username("");
-    let username = s.username.clone().or(url_user);
+    let (username, password) = match given {
+        Some(g) => (Some(g.username.clone()), Some(g.password.clone())),
+        None => (s.username.clone().or(url_user), password),
+    };
     let credentials = match (username, password) {
         (Some(u), Some(p)) => Some((u, p)),
         (Some(u), None) => Some((u, String::new())),
@@ -1111,6 +1250,7 @@ mod tests {
             [cameras.analytics]
             zones = [{ name = "lane", polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] }]
             lines = [{ name = "stop", a = [0.5, 0.0], b = [0.5, 1.0] }]
+            alerts = { labels = ["car", "bus"], required_zones = ["lane"] }
             [cameras.analytics.motion]
             heartbeat_secs = 20.0
             [cameras.analytics.tracker.rules.car]
@@ -1126,6 +1266,11 @@ mod tests {
         let Err(e) = from_str(&bad, &env_of(&[])) else { panic!("accepted") };
         assert_eq!(e.problems[0].path, "cameras[0].analytics", "{e}");
         assert!(e.to_string().contains("heartbeat"), "{e}");
+        assert!(a.alerts.is_alert("bus", &["lane"]) && !a.alerts.is_alert("bus", &[] as &[&str]));
+        let unknown_zone = ok.replace("required_zones = [\"lane\"]", "required_zones = [\"kerb\"]");
+        let Err(e) = from_str(&unknown_zone, &env_of(&[])) else { panic!("accepted") };
+        assert_eq!(e.problems[0].path, "cameras[0].analytics", "{e}");
+        assert!(e.to_string().contains("`kerb`: is not one of this camera's zones"), "{e}");
     }
 
     #[test]

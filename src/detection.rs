@@ -207,7 +207,7 @@ impl Analytics {
             DateTime::<Utc>::from(at)
         };
         match event {
-            PipelineEvent::Track { camera, event, snapshot } => {
+            PipelineEvent::Track { camera, event, snapshot, alert } => {
                 let s = event.summary();
                 let key = format!("{}/{}/{}/{}", self.node, camera, self.run, s.id);
                 let Ok(label) = ev::Label::new(s.label.to_string()) else {
@@ -245,6 +245,7 @@ impl Analytics {
                     bbox: norm(s.best.bbox),
                     path,
                     zones: s.zones.iter().map(|z| z.to_string()).collect(),
+                    alert,
                     snapshot_path,
                 };
                 let result = if let TrackEvent::Started(_) = event {
@@ -257,6 +258,7 @@ impl Analytics {
                         norm(s.best.bbox),
                     );
                     e.node = Some(self.node.clone());
+                    e.alert = alert;
                     self.events.start(e).and_then(|()| self.events.update(update))
                 } else {
                     self.events.update(update)

@@ -177,6 +177,7 @@ async fn reload(
     path: Option<&Path>,
     running: &Settings,
     pool: &panoptes_storage::PgPool,
+    file_cameras: &mut Vec<crate::config::ResolvedCamera>,
     cameras: &mut Cameras,
 ) {
     let Some(path) = path else {
@@ -198,8 +199,81 @@ async fn reload(
     if let Err(e) = panoptes_storage::cameras::sync(pool, &running.node_id, &specs).await {
         error!(error = %e, "recording the reloaded cameras in the database failed; applying them anyway");
     }
-    let r = cameras.apply(&new.cameras).await;
+    *file_cameras = new.cameras;
+    let r = apply_all(file_cameras, pool, &running.node_id, cameras).await;
     info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged, "configuration reloaded");
+}
+
+/// The web UI's directory, if it holds a built UI.
+fn ui_dir(dir: &Path) -> Option<PathBuf> {
+    if dir.join("index.html").is_file() {
+        info!(dir = %dir.display(), "serving the web UI");
+        Some(dir.to_path_buf())
+    } else {
+        warn!(dir = %dir.display(), "no web UI at server.ui_dir (build it with scripts/setup.sh); serving the API only");
+        None
+    }
+}
+
+/// Runs the configuration file's cameras and this node's cameras from the API.
+async fn apply_all(
+    file_cameras: &[crate::config::ResolvedCamera],
+    pool: &panoptes_storage::PgPool,
+    node: &panoptes_core::NodeId,
+    cameras: &mut Cameras,
+) -> crate::cameras::ChangeReport {
+    let api = crate::cameras::api_cameras(pool, node).await;
+    cameras.apply(&crate::cameras::merge(file_cameras, api)).await
+}
+
+/// Wakes the main loop whenever cameras change through the API (`NOTIFY panoptes_cameras`),
+/// after the database connection comes back (a notification may have been missed), and
+/// once a minute as a backstop.
+fn watch_api_cameras(
+    pool: panoptes_storage::PgPool,
+    cancel: CancellationToken,
+) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        'outer: loop {
+            let mut listener = match panoptes_storage::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "camera change listener: connecting failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(panoptes_storage::cameras::CHANNEL).await {
+                warn!(error = %e, "camera change listener: LISTEN failed; retrying");
+                continue;
+            }
+            backoff = Duration::from_secs(1);
+            let _ = tx.try_send(());
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => { let _ = tx.try_send(()); }
+                    n = listener.try_recv() => match n {
+                        // Full: a refresh is already pending, which will see this change too.
+                        Ok(Some(_)) => { let _ = tx.try_send(()); }
+                        // The connection dropped and sqlx reconnects: refresh for what was missed.
+                        Ok(None) => { let _ = tx.try_send(()); }
+                        Err(e) => {
+                            warn!(error = %e, "camera change listener failed; reconnecting");
+                            continue 'outer;
+                        }
+                    },
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// Runs until a signal arrives (or `stop` is cancelled, when given). SIGHUP re-reads
@@ -295,8 +369,10 @@ pub async fn run(
     };
     let detect = analytics.clone().map(|a| panoptes_api::DetectHandle(std::sync::Arc::new(a)));
     let mut cameras = Cameras::new(board.clone(), Some(recording)).with_analytics(analytics);
-    let report = cameras.apply(&settings.cameras).await;
+    let mut file_cameras = settings.cameras.clone();
+    let report = apply_all(&file_cameras, &db.pool, &settings.node_id, &mut cameras).await;
     info!(cameras = report.added.len(), "cameras started");
+    let mut api_camera_changes = watch_api_cameras(db.pool.clone(), writers.clone());
 
     let heartbeat = {
         let (pool, node, cancel) = (db.pool.clone(), settings.node_id.clone(), writers.clone());
@@ -334,6 +410,9 @@ pub async fn run(
         data_dir: data_dir.clone(),
         detect,
         live: start_live_relay(&settings, &http_relay_cancel).await,
+        cameras: Some(panoptes_api::CameraCheckerHandle(std::sync::Arc::new(crate::cameras::ConfigChecker))),
+        node: Some(settings.node_id.clone()),
+        ui_dir: ui_dir(&settings.config.server.ui_dir),
     };
     let live = std::sync::Arc::new(cameras.live_source());
     let state = panoptes_api::AppState::new(db.pool.clone(), board, live, metrics, api_config);
@@ -349,7 +428,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = root.cancelled() => break,
-            _ = hangup.recv() => reload(config_path.as_deref(), &settings, &db.pool, &mut cameras).await,
+            _ = hangup.recv() => {
+                reload(config_path.as_deref(), &settings, &db.pool, &mut file_cameras, &mut cameras).await;
+            }
+            Some(()) = api_camera_changes.recv() => {
+                let r = apply_all(&file_cameras, &db.pool, &settings.node_id, &mut cameras).await;
+                if !(r.added.is_empty() && r.changed.is_empty() && r.removed.is_empty()) {
+                    info!(added = ?r.added, changed = ?r.changed, removed = ?r.removed, "cameras changed through the API applied");
+                }
+            }
         }
     }
     let limit = Duration::from_secs(settings.config.server.shutdown_timeout_secs);

@@ -22,7 +22,7 @@ use crate::frame::Frame;
 use crate::geometry::BBox;
 use crate::motion::{DecodeRate, GateDecision, MotionConfig, MotionGate};
 use crate::tracker::{Crossing, TrackEvent, Tracker, TrackerConfig};
-use crate::zones::{LineConfig, LineCounts, ZoneConfig, ZoneError, Zones};
+use crate::zones::{AlertRules, LineConfig, LineCounts, ZoneConfig, ZoneError, Zones};
 
 /// A detector shared by the cameras (one ONNX Runtime session; calls are serialised).
 pub type SharedDetector = Arc<Mutex<dyn Detector>>;
@@ -39,6 +39,16 @@ pub struct CameraAnalyticsConfig {
     pub zones: Vec<ZoneConfig>,
     /// Counting lines.
     pub lines: Vec<LineConfig>,
+    /// Which events are alerts (labels, required zones).
+    pub alerts: AlertRules,
+}
+
+impl CameraAnalyticsConfig {
+    /// Checks zones, lines and alert rules (also done when a pipeline starts).
+    pub fn validate(&self) -> Result<(), ZoneError> {
+        Zones::new(&self.zones, &self.lines)?;
+        self.alerts.check(&self.zones)
+    }
 }
 
 /// What the pipeline reports.
@@ -53,6 +63,9 @@ pub enum PipelineEvent {
         event: TrackEvent,
         /// The best-shot frame, if still held.
         snapshot: Option<Arc<Frame>>,
+        /// Whether the camera's alert rules accept it (so far: entering a required zone
+        /// later turns it into one).
+        alert: bool,
     },
     /// A started track crossed a counting line.
     LineCrossing {
@@ -85,6 +98,7 @@ pub struct CameraAnalytics {
     gate: MotionGate,
     tracker: Tracker,
     zones: Zones,
+    alerts: AlertRules,
     counts: LineCounts,
     shots: HashMap<u64, Arc<Frame>>,
 }
@@ -97,6 +111,10 @@ impl CameraAnalytics {
             gate: MotionGate::new(config.motion.clone()),
             tracker: Tracker::new(config.tracker.clone()),
             zones: Zones::new(&config.zones, &config.lines)?,
+            alerts: {
+                config.alerts.check(&config.zones)?;
+                config.alerts.clone()
+            },
             counts: LineCounts::default(),
             shots: HashMap::new(),
         })
@@ -122,8 +140,7 @@ impl CameraAnalytics {
         }
         let mut out = Vec::with_capacity(events.len() + crossings.len());
         for event in events {
-            let snapshot = self.shots.get(&event.summary().id).cloned();
-            out.push(PipelineEvent::Track { camera: self.camera.clone(), event, snapshot });
+            out.push(self.track_event(event));
         }
         for crossing in crossings {
             let total = self.counts.add(&crossing.line, &crossing.label, crossing.direction);
@@ -136,15 +153,16 @@ impl CameraAnalytics {
     /// Ends every track (shutdown).
     pub fn finish(&mut self) -> Vec<PipelineEvent> {
         let events = self.tracker.finish();
-        let out = events
-            .into_iter()
-            .map(|event| {
-                let snapshot = self.shots.get(&event.summary().id).cloned();
-                PipelineEvent::Track { camera: self.camera.clone(), event, snapshot }
-            })
-            .collect();
+        let out = events.into_iter().map(|event| self.track_event(event)).collect();
         self.shots.clear();
         out
+    }
+
+    fn track_event(&self, event: TrackEvent) -> PipelineEvent {
+        let s = event.summary();
+        let snapshot = self.shots.get(&s.id).cloned();
+        let alert = self.alerts.is_alert(&s.label, &s.zones);
+        PipelineEvent::Track { camera: self.camera.clone(), event, snapshot, alert }
     }
 
     /// Line counts so far.

@@ -30,6 +30,39 @@ pub struct LineConfig {
     pub b: [f32; 2],
 }
 
+/// Which events are alerts (the review queue, the wall's pulse, recordings held from
+/// retention); every event is recorded and searchable either way.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRules {
+    /// Labels that raise alerts; empty means every label.
+    pub labels: Vec<String>,
+    /// Zones an object must enter to raise an alert; empty means anywhere in the frame.
+    pub required_zones: Vec<String>,
+}
+
+impl AlertRules {
+    /// Whether an object labelled `label` that entered `zones` is an alert.
+    pub fn is_alert<Z: AsRef<str>>(&self, label: &str, zones: &[Z]) -> bool {
+        let label_ok = self.labels.is_empty() || self.labels.iter().any(|l| l == label);
+        let zone_ok = self.required_zones.is_empty()
+            || zones.iter().any(|z| self.required_zones.iter().any(|r| r == z.as_ref()));
+        label_ok && zone_ok
+    }
+
+    /// Fails on a required zone that `zones` does not define.
+    pub fn check(&self, zones: &[ZoneConfig]) -> Result<(), ZoneError> {
+        match self.required_zones.iter().find(|r| !zones.iter().any(|z| &z.name == *r)) {
+            Some(r) => Err(ZoneError {
+                what: "alerts.required_zones",
+                name: r.clone(),
+                message: "is not one of this camera's zones".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Which way an object crossed a line. Looking along the line from `a` to `b` in the image
 /// (y down), `Forward` goes from its left-hand image side to the right-hand one as drawn:
 /// for a line drawn top to bottom, `Forward` is left → right in the picture.
@@ -46,7 +79,7 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{what} `{name}`: {message}")]
 pub struct ZoneError {
-    /// `zone` or `line`.
+    /// `zone`, `line` or `alerts.required_zones`.
     pub what: &'static str,
     /// Its name.
     pub name: String,
@@ -239,5 +272,21 @@ mod tests {
         assert_eq!(c.get("gate", "car", Direction::Forward), 2);
         assert_eq!(c.get("gate", "bus", Direction::Backward), 1);
         assert_eq!(c.get("gate", "bus", Direction::Forward), 0);
+    }
+
+    #[test]
+    fn alerts_can_require_a_zone_and_a_label() {
+        let any = AlertRules::default();
+        assert!(any.is_alert("car", &[] as &[&str]), "no rules: every event is an alert");
+        let rules =
+            AlertRules { labels: vec!["car".into(), "bus".into()], required_zones: vec!["lane".into()] };
+        assert!(rules.is_alert("bus", &["kerb", "lane"]));
+        assert!(!rules.is_alert("bus", &["kerb"]), "outside the required zone");
+        assert!(!rules.is_alert("bus", &[] as &[&str]));
+        assert!(!rules.is_alert("person", &["lane"]), "a label the rules do not list");
+        let lane = ZoneConfig { name: "lane".into(), polygon: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]] };
+        assert_eq!(rules.check(std::slice::from_ref(&lane)), Ok(()));
+        let e = rules.check(&[]).unwrap_err();
+        assert_eq!(e.to_string(), "alerts.required_zones `lane`: is not one of this camera's zones");
     }
 }

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use common::*;
 use panoptes_analytics::detector::DetectorError;
-use panoptes_analytics::zones::LineConfig;
+use panoptes_analytics::zones::{AlertRules, LineConfig, ZoneConfig};
 use panoptes_analytics::{
     CameraAnalyticsConfig, Detection, Detector, DetectorConfig, Direction, Frame, FrameRef, PipelineEvent,
     PipelineIo, PipelineStats, SharedDetector, TrackEvent, run_camera,
@@ -176,12 +176,32 @@ async fn a_bus_crossing_the_frame_is_one_event_crossing_the_line_forward() {
     ]);
     let frames = decode(&clip);
     assert_eq!(frames.len(), 50);
+    // Alerts require the right-hand third of the frame, which the bus reaches only later.
+    let third = |name: &str, x0: f32, x1: f32| ZoneConfig {
+        name: name.into(),
+        polygon: vec![[x0, 0.0], [x1, 0.0], [x1, 1.0], [x0, 1.0]],
+    };
     let config = CameraAnalyticsConfig {
         lines: vec![LineConfig { name: "middle".into(), a: [0.5, 0.0], b: [0.5, 1.0] }],
+        zones: vec![third("left", 0.0, 0.33), third("right", 0.67, 1.0)],
+        alerts: AlertRules { labels: vec![], required_zones: vec!["right".into()] },
         ..CameraAnalyticsConfig::default()
     };
     let calls = Arc::new(AtomicUsize::new(0));
     let (events, stats) = run(frames, 10, config, calls.clone()).await;
+    let alert_flags: Vec<(&str, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            PipelineEvent::Track { event: TrackEvent::Started(_), alert, .. } => Some(("started", *alert)),
+            PipelineEvent::Track { event: TrackEvent::Ended(_), alert, .. } => Some(("ended", *alert)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alert_flags,
+        [("started", false), ("ended", true)],
+        "not an alert until it entered the required zone"
+    );
     // one object, one event (its label may start as "car" while only the bus's front is in
     // view; the track's label is the best-supported one, so it ends as a bus)
     assert_eq!(started(&events).len(), 1, "{events:#?}");

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The camera is defined in a node's configuration file, not through the API.
+    #[error("{0}")]
+    ManagedByConfig(String),
     /// The thing does not exist (or is not visible to the caller).
     #[error("not found")]
     NotFound,
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::ManagedByConfig(_) => (StatusCode::CONFLICT, "managed_by_config"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Disabled(_) => (StatusCode::NOT_FOUND, "disabled"),
             ApiError::UnsupportedMediaType(_) => {
@@ -95,8 +99,9 @@ impl ApiError {
 /// Every error answer: a stable `code`, a human `message`, and the request `field` at fault.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// `unauthorized`, `bad_login`, `forbidden`, `invalid`, `not_found`, `conflict`, `rate_limited`,
-    /// `disabled`, `internal`.
+    /// `unauthorized`, `bad_login`, `forbidden`, `invalid`, `not_found`, `conflict`,
+    /// `managed_by_config`, `rate_limited`, `disabled`, `unsupported_media_type`,
+    /// `method_not_allowed`, `codec_unsupported`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong.
     pub message: String,

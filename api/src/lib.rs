@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 mod limiter;
 pub mod live;
 mod openapi;
@@ -45,6 +46,33 @@ impl std::fmt::Debug for DetectHandle {
     }
 }
 
+/// A camera definition that passed the node's checks.
+#[derive(Debug, Clone)]
+pub struct CheckedCamera {
+    /// Id, name, streams (URLs without credentials) and the definition without credentials.
+    pub spec: panoptes_storage::cameras::CameraSpec,
+    /// Logins by stream name.
+    pub credentials: std::collections::BTreeMap<String, panoptes_storage::cameras::Credentials>,
+}
+
+/// Checks camera definitions sent to `POST`/`PATCH /api/cameras` by the rules of the
+/// configuration file (which the binary owns).
+pub trait CameraChecker: Send + Sync {
+    /// Checks `definition` (a `[[cameras]]` table as JSON, streams may carry `username` and
+    /// `password`); problems are `(field path, message)`.
+    fn check(&self, definition: serde_json::Value) -> Result<CheckedCamera, Vec<(String, String)>>;
+}
+
+/// Where camera definitions are checked.
+#[derive(Clone)]
+pub struct CameraCheckerHandle(pub Arc<dyn CameraChecker>);
+
+impl std::fmt::Debug for CameraCheckerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CameraCheckerHandle")
+    }
+}
+
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
@@ -60,6 +88,12 @@ pub struct ApiConfig {
     pub detect: Option<DetectHandle>,
     /// The WebRTC live relay; without one the WHEP endpoints answer that live view is off.
     pub live: Option<live::Relay>,
+    /// Checks cameras added or changed through the API; without one those requests are refused.
+    pub cameras: Option<CameraCheckerHandle>,
+    /// This node: where cameras added through the API run unless the request names a node.
+    pub node: Option<panoptes_core::NodeId>,
+    /// The web UI's built files (`index.html` and its assets), served at `/`.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 /// What every handler can reach.
@@ -117,17 +151,51 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: the API, and the web UI's files from `ui_dir` when configured
+/// (any other path that is not under `/api/` gets the UI's `index.html`, so the UI's own
+/// routes survive a reload).
 pub fn router(state: AppState) -> Router {
-    ops::routes()
+    let ui_dir = state.inner.config.ui_dir.clone();
+    let api = ops::routes()
         .merge(routes::access::routes())
         .merge(routes::cameras::routes())
         .merge(routes::events::routes())
         .merge(routes::recordings::routes())
+        .merge(routes::users::routes())
         .merge(openapi::routes())
         .merge(live::routes())
-        .with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state);
+    let api = match ui_dir {
+        Some(dir) => {
+            let files = tower_http::services::ServeDir::new(&dir)
+                .fallback(tower_http::services::ServeFile::new(dir.join("index.html")));
+            api.fallback(move |req: axum::extract::Request| ui_file(files.clone(), req))
+        }
+        None => api.fallback(|| async { ApiError::NotFound }),
+    };
+    api.layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// A UI file, or `index.html` for the UI's own routes; unknown API paths stay JSON 404s.
+async fn ui_file<S>(files: S, req: axum::extract::Request) -> axum::response::Response
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible> + Send,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send,
+{
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let path = req.uri().path();
+    if path == "/api"
+        || path.starts_with("/api/")
+        || !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+    {
+        return ApiError::NotFound.into_response();
+    }
+    match files.oneshot(req).await {
+        Ok(r) => r.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then stops accepting and lets open

@@ -21,6 +21,10 @@ use crate::session::Caller;
         crate::routes::access::setup,
         crate::routes::access::create_token,
         crate::routes::access::revoke_token,
+        crate::routes::cameras::list,
+        crate::routes::cameras::create,
+        crate::routes::cameras::update,
+        crate::routes::cameras::remove,
         crate::routes::cameras::status,
         crate::routes::cameras::detect,
         crate::routes::events::list,
@@ -32,6 +36,11 @@ use crate::session::Caller;
         crate::routes::recordings::list,
         crate::routes::recordings::file,
         crate::routes::recordings::export,
+        crate::routes::users::list,
+        crate::routes::users::create,
+        crate::routes::users::update,
+        crate::routes::users::disable,
+        crate::routes::users::audit_log,
     ),
     modifiers(&Security),
     security(("session" = []), ("bearer" = []))
@@ -58,7 +67,41 @@ impl Modify for Security {
             "metrics_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // What `crate::extract` answers for a request it cannot read, on every operation
+        // that reads one: 422 for bad parameters or bodies, 415 for a body that is not JSON.
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let json_body = op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.keys().any(|k| k.starts_with("application/json")));
+                if has_params || json_body {
+                    add_error(op, "422", "A parameter or the body is invalid (`field` names it)");
+                }
+                if json_body {
+                    add_error(op, "415", "The body is not `application/json`");
+                }
+            }
+        }
     }
+}
+
+fn add_error(op: &mut utoipa::openapi::path::Operation, status: &str, description: &str) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    op.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build()
+            .into()
+    });
 }
 
 pub(crate) fn routes() -> axum::Router<AppState> {
@@ -77,9 +120,19 @@ mod tests {
     fn document_lists_every_route() {
         let doc = ApiDoc::openapi();
         let paths: Vec<&String> = doc.paths.paths.keys().collect();
-        for p in
-            ["/healthz", "/readyz", "/metrics", "/api/auth/login", "/api/cameras/status", "/api/tokens/{id}"]
-        {
+        for p in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/auth/login",
+            "/api/cameras",
+            "/api/cameras/{id}",
+            "/api/cameras/status",
+            "/api/tokens/{id}",
+            "/api/users",
+            "/api/users/{id}",
+            "/api/audit",
+        ] {
             assert!(paths.iter().any(|x| x.as_str() == p), "{p} missing from {paths:?}");
         }
         let json = serde_json::to_string(&doc).unwrap_or_default();

@@ -278,6 +278,7 @@ async fn seed_cameras(pool: &PgPool, cameras: &[&str]) {
             name: c.to_string(),
             enabled: true,
             streams: vec![],
+            definition: None,
         })
         .collect();
     let node = panoptes_core::NodeId::new("n1").unwrap();

@@ -375,6 +375,7 @@ async fn writer_rate(pool: &PgPool) -> R<()> {
                     bbox,
                     path: Vec::new(),
                     zones: vec!["door".into()],
+                    alert: true,
                     snapshot_path: None,
                 }));
             }

@@ -113,6 +113,50 @@ pub async fn append(pool: &PgPool, e: &AuditEntry<'_>) -> Result<i64, sqlx::Erro
     Ok(id)
 }
 
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Id (the chain's order).
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Acting user's id.
+    pub actor_id: Option<i64>,
+    /// Acting user's name.
+    pub actor_name: String,
+    /// What happened.
+    pub action: String,
+    /// To what.
+    pub target: String,
+    /// Details.
+    pub details: serde_json::Value,
+    /// Client address.
+    pub client_ip: Option<String>,
+}
+
+/// Entries newest first, before id `before` when given, optionally of one action or actor;
+/// at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    before: Option<i64>,
+    action: Option<&str>,
+    actor: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, actor_id, actor_name, action, target, details, client_ip FROM audit_log
+         WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR action = $2)
+           AND ($3::text IS NULL OR lower(actor_name) = lower($3))
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(before)
+    .bind(action)
+    .bind(actor)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}
+
 /// The outcome of a verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {

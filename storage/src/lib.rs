@@ -37,6 +37,7 @@ pub mod users;
 
 pub use sqlx::PgPool;
 pub use sqlx::postgres::PgConnectOptions;
+pub use sqlx::postgres::PgListener;
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -162,6 +162,8 @@ pub struct EventFilter {
     pub min_score: Option<f32>,
     /// Any of these review states.
     pub review: Vec<ReviewState>,
+    /// Only alerts (`Some(true)`), only non-alert events (`Some(false)`), or both.
+    pub alert: Option<bool>,
     /// Sub-label (plate, face name) containing this text, case-insensitively.
     pub sub_label: Option<String>,
     /// Continue after this cursor (from the previous page).
@@ -270,6 +272,8 @@ pub struct EventRow {
     pub bbox: BBox,
     /// Zones entered.
     pub zones: Vec<String>,
+    /// Whether the camera's alert rules accept it.
+    pub alert: bool,
     /// Track start.
     pub start_time: DateTime<Utc>,
     /// Track end, `None` while ongoing.
@@ -286,7 +290,7 @@ pub struct EventRow {
     pub review_note: Option<String>,
 }
 
-const COLUMNS: &str = "id, camera_id, node_id, label, sub_label, score_max, score_median, bbox, zones, \
+const COLUMNS: &str = "id, camera_id, node_id, label, sub_label, score_max, score_median, bbox, zones, alert, \
                        start_time, end_time, snapshot_path, review_state, reviewed_by, reviewed_at, review_note";
 
 fn decode<E: std::error::Error + Send + Sync + 'static>(e: E) -> sqlx::Error {
@@ -311,6 +315,7 @@ impl<'r> FromRow<'r, PgRow> for EventRow {
             score_median: row.try_get("score_median")?,
             bbox,
             zones: row.try_get("zones")?,
+            alert: row.try_get("alert")?,
             start_time: row.try_get("start_time")?,
             end_time: row.try_get("end_time")?,
             snapshot_path: row.try_get("snapshot_path")?,
@@ -382,6 +387,10 @@ pub fn list_query<'a>(access: &Access, filter: &EventFilter) -> QueryBuilder<'a,
         // unreviewed events.
         let states: Vec<String> = filter.review.iter().map(|s| format!("'{}'", s.as_str())).collect();
         q.push(format!(" AND review_state IN ({})", states.join(", ")));
+    }
+    if let Some(a) = filter.alert {
+        // A literal, for the partial index of unreviewed alerts.
+        q.push(if a { " AND alert" } else { " AND NOT alert" });
     }
     if let Some(s) = &filter.sub_label {
         q.push(" AND sub_label ILIKE ").push_bind(format!("%{}%", like_escape(s)));
@@ -501,7 +510,7 @@ pub async fn review(
     push_access(&mut q, access);
     q.push(format!(
         " RETURNING {COLUMNS}), n AS (SELECT pg_notify('panoptes_events', json_build_object('id', id, \
-         'camera', camera_id, 'label', label, 'state', review_state, 'kind', 'review')::text) FROM upd) \
+         'camera', camera_id, 'label', label, 'state', review_state, 'alert', alert, 'kind', 'review')::text) FROM upd) \
          SELECT upd.* FROM upd LEFT JOIN n ON true"
     ));
     if let Some(row) = q.build_query_as::<EventRow>().fetch_optional(pool).await? {

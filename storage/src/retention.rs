@@ -82,7 +82,7 @@ pub async fn load_segments(pool: &PgPool) -> Result<Vec<PlanSegment>, sqlx::Erro
         .collect())
 }
 
-/// Active legal holds and unreviewed alerts (`events.review_state = 'new'`, if the events
+/// Active legal holds and unreviewed alerts (`events.review_state = 'new' AND alert`, if the events
 /// table exists yet).
 pub async fn load_protections(pool: &PgPool) -> Result<Vec<Protection>, sqlx::Error> {
     let mut out = Vec::new();
@@ -103,7 +103,7 @@ pub async fn load_protections(pool: &PgPool) -> Result<Vec<Protection>, sqlx::Er
     if has_events {
         let alerts: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT camera_id::text, start_time, COALESCE(end_time, now()) FROM events
-             WHERE review_state = 'new' LIMIT $1",
+             WHERE review_state = 'new' AND alert LIMIT $1",
         )
         .bind(MAX_ROWS)
         .fetch_all(pool)
@@ -235,5 +235,51 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod db_tests {
+    use chrono::TimeDelta;
+    use panoptes_core::CameraId;
+
+    use super::*;
+    use crate::events::store::{self, StoreResult};
+    use crate::events::{BBox, Label, NewEvent, Record};
+
+    /// Only unreviewed alerts hold recordings: an event its camera's alert rules did not
+    /// accept (outside the required zones) and a reviewed alert do not.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn only_unreviewed_alerts_protect(pool: PgPool) -> Result<(), Box<dyn std::error::Error>> {
+        // Whole seconds: PostgreSQL keeps microseconds.
+        let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+        let bbox = BBox { x: 0.1, y: 0.1, w: 0.2, h: 0.2 };
+        let make = |i: i64, alert: bool| {
+            let mut e = NewEvent::new(
+                format!("n/cam/{i}"),
+                CameraId::new("cam").unwrap(),
+                Label::new("car").unwrap(),
+                t0 + TimeDelta::minutes(i),
+                0.8,
+                bbox,
+            );
+            e.alert = alert;
+            e
+        };
+        let (alert, quiet, reviewed) = (make(0, true), make(1, false), make(2, true));
+        let records = [&alert, &quiet, &reviewed].map(|e| Record::Start(e.clone())).to_vec();
+        assert!(matches!(store::write(&pool, &records).await, StoreResult::Stored { rejected: 0 }));
+        sqlx::query("UPDATE events SET review_state = 'acknowledged', reviewed_at = now() WHERE id = $1")
+            .bind(reviewed.id)
+            .execute(&pool)
+            .await?;
+        let held: Vec<DateTime<Utc>> = load_protections(&pool)
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == ProtectionKind::UnreviewedAlert)
+            .map(|p| p.start)
+            .collect();
+        assert_eq!(held, [alert.start_time]);
+        Ok(())
     }
 }

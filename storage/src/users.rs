@@ -84,6 +84,172 @@ pub async fn create(pool: &PgPool, name: &str, password_hash: &str, role: Role) 
     }
 }
 
+/// A user as listed (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Cameras granted (admins see every camera whatever the grants).
+    pub cameras: Vec<String>,
+    /// When created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When disabled; disabled users cannot log in and their sessions and tokens stop working.
+    pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type Listed =
+    (i64, String, String, Vec<String>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>);
+
+/// Every user (or one, with `only`), by name.
+pub async fn list(pool: &PgPool, only: Option<i64>) -> Result<Vec<UserRow>, sqlx::Error> {
+    let rows: Vec<Listed> = sqlx::query_as(
+        "SELECT u.id, u.name, u.role,
+                COALESCE(array_agg(g.camera_id ORDER BY g.camera_id) FILTER (WHERE g.camera_id IS NOT NULL), '{}'),
+                u.created_at, u.disabled_at
+         FROM users u LEFT JOIN user_camera_grants g ON g.user_id = u.id
+         WHERE $1::bigint IS NULL OR u.id = $1
+         GROUP BY u.id ORDER BY lower(u.name)",
+    )
+    .bind(only)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, role, cameras, created_at, disabled_at)| {
+            let role = role.parse().map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+            Ok(UserRow { id, name, role, cameras, created_at, disabled_at })
+        })
+        .collect()
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    /// New role.
+    pub role: Option<Role>,
+    /// New password hash (argon2id PHC string).
+    pub password_hash: Option<String>,
+    /// The full new set of granted cameras.
+    pub cameras: Option<Vec<String>>,
+    /// Disable (`true`) or enable again (`false`).
+    pub disabled: Option<bool>,
+}
+
+/// Why a user change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// It would leave no enabled admin.
+    #[error("this would leave no enabled admin")]
+    LastAdmin,
+    /// A granted camera does not exist.
+    #[error("camera {0:?} does not exist")]
+    UnknownCamera(String),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Advisory lock key for user changes ("PANOUSER").
+const USERS_LOCK: i64 = 0x5041_4e4f_5553_4552;
+
+/// Applies `change` to user `id` in one transaction. A disabled user's sessions are ended
+/// and tokens revoked; a new password ends the user's sessions too. Refuses to leave the
+/// system without an enabled admin.
+pub async fn change(pool: &PgPool, id: i64, change: &UserChange) -> Result<(), ChangeError> {
+    let mut tx = pool.begin().await?;
+    // Serialises admin changes, so two requests cannot each remove "the other" last admin.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(USERS_LOCK).execute(&mut *tx).await?;
+    let exists: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Err(ChangeError::NotFound);
+    }
+    if let Some(role) = change.role {
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+            .bind(id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(hash) = &change.password_hash {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+    }
+    match change.disabled {
+        Some(true) => {
+            sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, now()) WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(false) => {
+            sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {}
+    }
+    if let Some(cameras) = &change.cameras {
+        let (known,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM cameras WHERE id = ANY($1) AND retired_at IS NULL")
+                .bind(cameras)
+                .fetch_one(&mut *tx)
+                .await?;
+        if usize::try_from(known).unwrap_or(0)
+            != cameras.iter().collect::<std::collections::BTreeSet<_>>().len()
+        {
+            let (missing,): (Option<String>,) = sqlx::query_as(
+                "SELECT c FROM unnest($1::text[]) AS c
+                 WHERE NOT EXISTS (SELECT 1 FROM cameras WHERE id = c AND retired_at IS NULL) LIMIT 1",
+            )
+            .bind(cameras)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Err(ChangeError::UnknownCamera(missing.unwrap_or_default()));
+        }
+        sqlx::query("DELETE FROM user_camera_grants WHERE user_id = $1 AND NOT (camera_id = ANY($2))")
+            .bind(id)
+            .bind(cameras)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO user_camera_grants (user_id, camera_id) SELECT $1, c FROM unnest($2::text[]) AS c
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(cameras)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (admins,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if admins == 0 {
+        return Err(ChangeError::LastAdmin);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Number of users (tells whether a first admin still has to be created).
 pub async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM users").fetch_one(pool).await?;
@@ -108,6 +274,37 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("a b").is_err());
         assert!(check_name(&"x".repeat(65)).is_err());
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn changes_keep_an_admin_and_end_disabled_users_sessions(
+        pool: PgPool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let admin = create(&pool, "root", "$argon2id$x", Role::Admin).await?;
+        let op = create(&pool, "op", "$argon2id$y", Role::Operator).await?;
+        let node = panoptes_core::NodeId::new("n1")?;
+        crate::nodes::register(&pool, &node, "x", "0").await?;
+        sqlx::query("INSERT INTO cameras (id, name) VALUES ('gate', 'Gate'), ('door', 'Door')")
+            .execute(&pool)
+            .await?;
+        let demote = UserChange { role: Some(Role::Viewer), ..Default::default() };
+        assert!(matches!(change(&pool, admin, &demote).await, Err(ChangeError::LastAdmin)));
+        let off = UserChange { disabled: Some(true), ..Default::default() };
+        assert!(matches!(change(&pool, admin, &off).await, Err(ChangeError::LastAdmin)));
+        assert_eq!(list(&pool, Some(admin)).await?[0].role, Role::Admin, "refused changes roll back");
+        let grants = UserChange { cameras: Some(vec!["gate".into(), "door".into()]), ..Default::default() };
+        change(&pool, op, &grants).await?;
+        let bad = UserChange { cameras: Some(vec!["gate".into(), "nope".into()]), ..Default::default() };
+        assert!(matches!(change(&pool, op, &bad).await, Err(ChangeError::UnknownCamera(c)) if c == "nope"));
+        assert_eq!(list(&pool, Some(op)).await?[0].cameras, ["door", "gate"]);
+        let expires = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+        crate::auth::create_session(&pool, &[1; 32], op, "csrf", expires, None, None).await?;
+        change(&pool, op, &off).await?;
+        let (sessions,): (i64,) = sqlx::query_as("SELECT count(*) FROM sessions").fetch_one(&pool).await?;
+        assert_eq!(sessions, 0);
+        assert!(list(&pool, Some(op)).await?[0].disabled_at.is_some());
+        assert!(matches!(change(&pool, 999, &off).await, Err(ChangeError::NotFound)));
+        Ok(())
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

@@ -237,7 +237,7 @@ impl Panoptes {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn assert_running(&mut self) {
+    pub fn assert_running(&mut self) {
         if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
             panic!("panoptes exited early ({status}); log:\n{}", self.log_text());
         }

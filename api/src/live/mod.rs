@@ -31,12 +31,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use futures::StreamExt;
 use panoptes_core::{CameraId, StreamRole, VideoCodec};
 use panoptes_storage::audit::{self, AuditEntry};
@@ -46,6 +46,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::extract::{Json, Path, Query};
 use crate::session::Caller;
 use crate::{ApiError, AppState};
 use driver::{Command, Driver, Endpoint, SessionInfo};

@@ -2,17 +2,18 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use chrono::Utc;
 use panoptes_storage::audit::{self, AuditEntry};
 use panoptes_storage::users::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::extract::{Json, Path};
 use crate::session::{COOKIE, Caller, ClientIp, Credential, IDLE, TOKEN_PREFIX, hash_secret, new_secret};
 use crate::{ApiError, AppState};
 

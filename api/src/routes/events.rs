@@ -4,10 +4,10 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use panoptes_core::CameraId;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::extract::{Json, Path, Query};
 use crate::scope::cameras_visible;
 use crate::session::Caller;
 use crate::{ApiError, AppState};
@@ -45,6 +46,9 @@ pub(crate) struct EventDto {
     /// Best snapshot's box, normalised: `[x, y, w, h]`.
     bbox: [f32; 4],
     zones: Vec<String>,
+    /// Whether the camera's alert rules (labels, required zones) accept it; only alerts
+    /// belong in the review queue.
+    alert: bool,
     start_time: DateTime<Utc>,
     end_time: Option<DateTime<Utc>>,
     /// `new`, `acknowledged` or `dismissed`.
@@ -65,6 +69,7 @@ impl From<EventRow> for EventDto {
             score_median: e.score_median,
             bbox: [e.bbox.x, e.bbox.y, e.bbox.w, e.bbox.h],
             zones: e.zones,
+            alert: e.alert,
             start_time: e.start_time,
             end_time: e.end_time,
             review_state: e.review_state.as_str().to_owned(),
@@ -102,6 +107,8 @@ pub(crate) struct ListParams {
     review: Option<String>,
     /// Text in the sub label (plate, face name).
     sub_label: Option<String>,
+    /// `true`: only alerts (the review queue); `false`: only events that are not alerts.
+    alert: Option<bool>,
     /// Cursor from the previous page's `next`.
     after: Option<String>,
     /// Page size (1–500, default 50).
@@ -157,6 +164,7 @@ pub(crate) async fn list(
         zones: split(&p.zones),
         min_score: p.min_score,
         review,
+        alert: p.alert,
         sub_label: p.sub_label.clone(),
         after,
         limit: p.limit.unwrap_or(50),

@@ -4,3 +4,4 @@ pub mod access;
 pub mod cameras;
 pub mod events;
 pub mod recordings;
+pub mod users;

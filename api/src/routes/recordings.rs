@@ -4,12 +4,12 @@
 
 use std::path::{Component, Path as FsPath};
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use panoptes_core::CameraId;
 use panoptes_storage::audit::AuditEntry;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower::ServiceExt;
 
+use crate::extract::{Json, Path, Query};
 use crate::scope::cameras_visible;
 use crate::session::Caller;
 use crate::{ApiError, AppState};

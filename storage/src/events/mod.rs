@@ -222,6 +222,10 @@ fn check_common(
     Ok(())
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// A track started: creates the event (once, whatever the number of replays).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
@@ -248,6 +252,10 @@ pub struct NewEvent {
     pub path: Vec<PathPoint>,
     /// Zones the object entered.
     pub zones: Vec<String>,
+    /// Whether the camera's alert rules accept it (see `analytics::AlertRules`). Spool lines
+    /// written before the field existed read as alerts.
+    #[serde(default = "yes")]
+    pub alert: bool,
     /// When the track started.
     pub start_time: DateTime<Utc>,
     /// The snapshot's path relative to the node's snapshot directory.
@@ -278,6 +286,7 @@ impl NewEvent {
             bbox,
             path: Vec::new(),
             zones: Vec::new(),
+            alert: true,
             start_time,
             snapshot_path: None,
         }
@@ -323,6 +332,9 @@ pub struct EventUpdate {
     pub path: Vec<PathPoint>,
     /// Zones the object entered.
     pub zones: Vec<String>,
+    /// Whether the camera's alert rules accept it (it may become one on entering a zone).
+    #[serde(default = "yes")]
+    pub alert: bool,
     /// The best snapshot's path.
     pub snapshot_path: Option<String>,
 }

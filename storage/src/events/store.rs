@@ -143,7 +143,7 @@ async fn write_tx(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> 
     if !starts.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
             "WITH ins AS (INSERT INTO events (id, idempotency_key, camera_id, node_id, label, sub_label, \
-             score_max, score_median, bbox, bbox_path, zones, start_time, snapshot_path) ",
+             score_max, score_median, bbox, bbox_path, zones, alert, start_time, snapshot_path) ",
         );
         q.push_values(&starts, |mut b, e| {
             b.push_bind(e.id)
@@ -157,13 +157,14 @@ async fn write_tx(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> 
                 .push_bind(e.bbox.to_vec())
                 .push_bind(e.path_json())
                 .push_bind(&e.zones)
+                .push_bind(e.alert)
                 .push_bind(e.start_time)
                 .push_bind(e.snapshot_path.as_deref());
         });
         q.push(
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, camera_id, label, review_state) \
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, camera_id, label, review_state, alert) \
              SELECT count(pg_notify('panoptes_events', json_build_object('id', id, 'camera', camera_id, \
-             'label', label, 'state', review_state, 'kind', 'start')::text)) FROM ins",
+             'label', label, 'state', review_state, 'alert', alert, 'kind', 'start')::text)) FROM ins",
         );
         q.build().execute(&mut *tx).await?;
     }
@@ -172,7 +173,7 @@ async fn write_tx(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> 
         let mut q = QueryBuilder::<Postgres>::new(
             "WITH upd AS (UPDATE events e SET end_time = v.end_time, sub_label = v.sub_label, \
              score_max = v.score_max, score_median = v.score_median, bbox = v.bbox, bbox_path = v.bbox_path, \
-             zones = v.zones, snapshot_path = v.snapshot_path, updated_at = now() FROM (",
+             zones = v.zones, alert = v.alert, snapshot_path = v.snapshot_path, updated_at = now() FROM (",
         );
         q.push_values(&updates, |mut b, u| {
             b.push_bind(&u.idempotency_key)
@@ -183,16 +184,18 @@ async fn write_tx(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> 
                 .push_bind(u.bbox.to_vec())
                 .push_bind(u.path_json())
                 .push_bind(&u.zones)
+                .push_bind(u.alert)
                 .push_bind(u.snapshot_path.as_deref());
         });
         q.push(
-            ") AS v (key, end_time, sub_label, score_max, score_median, bbox, bbox_path, zones, snapshot_path) \
+            ") AS v (key, end_time, sub_label, score_max, score_median, bbox, bbox_path, zones, alert, \
+             snapshot_path) \
              WHERE e.idempotency_key = v.key AND (e.end_time, e.sub_label, e.score_max, e.score_median, e.bbox, \
-             e.bbox_path, e.zones, e.snapshot_path) IS DISTINCT FROM (v.end_time, v.sub_label, v.score_max, \
-             v.score_median, v.bbox, v.bbox_path, v.zones, v.snapshot_path) \
-             RETURNING e.id, e.camera_id, e.label, e.review_state, e.end_time) \
+             e.bbox_path, e.zones, e.alert, e.snapshot_path) IS DISTINCT FROM (v.end_time, v.sub_label, \
+             v.score_max, v.score_median, v.bbox, v.bbox_path, v.zones, v.alert, v.snapshot_path) \
+             RETURNING e.id, e.camera_id, e.label, e.review_state, e.alert, e.end_time) \
              SELECT count(pg_notify('panoptes_events', json_build_object('id', id, 'camera', camera_id, \
-             'label', label, 'state', review_state, \
+             'label', label, 'state', review_state, 'alert', alert, \
              'kind', CASE WHEN end_time IS NULL THEN 'update' ELSE 'end' END)::text)) FROM upd",
         );
         q.build().execute(&mut *tx).await?;

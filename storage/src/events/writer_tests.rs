@@ -49,6 +49,7 @@ fn update(e: &NewEvent, v: usize) -> EventUpdate {
         bbox: e.bbox,
         path: Vec::new(),
         zones: Vec::new(),
+        alert: true,
         snapshot_path: None,
     }
 }

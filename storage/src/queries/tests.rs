@@ -38,7 +38,7 @@ async fn write(pool: &PgPool, records: Vec<Record>) {
 }
 
 /// 60 events: minute i, camera a/b/c by i % 3, person/car alternating, zone "door" on
-/// even minutes, plates on cars.
+/// even minutes (only those are alerts), plates on cars.
 async fn fixture(pool: &PgPool) -> Vec<NewEvent> {
     let mut all = Vec::new();
     for i in 0..60 {
@@ -48,6 +48,7 @@ async fn fixture(pool: &PgPool) -> Vec<NewEvent> {
             e.zones = vec!["door".into()];
         } else {
             e.sub_label = Some(format!("AB-{i:03}"));
+            e.alert = false;
         }
         all.push(e);
     }
@@ -86,6 +87,9 @@ async fn search_filters_each_field(pool: PgPool) -> TestResult {
     assert_eq!(n(EventFilter { sub_label: Some("%".into()), ..filter() }).await?, 0, "wildcards are escaped");
     assert_eq!(n(EventFilter { review: vec![ReviewState::New], ..filter() }).await?, 60);
     assert_eq!(n(EventFilter { review: vec![ReviewState::Dismissed], ..filter() }).await?, 0);
+    assert_eq!(n(EventFilter { alert: Some(true), ..filter() }).await?, 30);
+    assert_eq!(n(EventFilter { alert: Some(false), labels: vec!["car".into()], ..filter() }).await?, 30);
+    assert_eq!(n(EventFilter { alert: Some(true), labels: vec!["car".into()], ..filter() }).await?, 0);
     let combined = EventFilter {
         cameras: vec![CameraId::new("a")?, CameraId::new("b")?],
         labels: vec!["person".into()],
@@ -252,11 +256,14 @@ async fn counts_per_hour_label_and_line(pool: PgPool) -> TestResult {
 async fn writes_are_idempotent_and_announced(pool: PgPool) -> TestResult {
     let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(store::CHANNEL).await?;
-    let e = event(1, "a", "person");
+    // Not an alert until it enters the zone its camera's alerts require.
+    let mut e = event(1, "a", "person");
+    e.alert = false;
     let start = vec![Record::Start(e.clone())];
     write(&pool, start.clone()).await;
     let json: serde_json::Value = serde_json::from_str(listener.recv().await?.payload())?;
     assert_eq!(json["kind"], "start");
+    assert_eq!(json["alert"], false);
     assert_eq!(json["camera"], "a");
     assert_eq!(json["label"], "person");
     assert_eq!(json["state"], "new");
@@ -270,6 +277,7 @@ async fn writes_are_idempotent_and_announced(pool: PgPool) -> TestResult {
         bbox: BBox { x: 0.2, y: 0.2, w: 0.1, h: 0.1 },
         path: vec![crate::events::PathPoint { ms: 0, bbox: e.bbox }],
         zones: vec!["porch".into()],
+        alert: true,
         snapshot_path: Some("a/2025/11/24/x.jpg".into()),
     });
     // A replay of start and end, twice.
@@ -277,12 +285,14 @@ async fn writes_are_idempotent_and_announced(pool: PgPool) -> TestResult {
     write(&pool, vec![Record::Start(e.clone()), end.clone()]).await;
     let json: serde_json::Value = serde_json::from_str(listener.recv().await?.payload())?;
     assert_eq!(json["kind"], "end");
+    assert_eq!(json["alert"], true);
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events").fetch_one(&pool).await?;
     assert_eq!(n, 1);
     let row = get(&pool, &Access::All, e.id).await?.unwrap();
     assert_eq!(row.sub_label.as_deref(), Some("Alice"));
     assert_eq!(row.end_time, Some(e.start_time + TimeDelta::seconds(20)));
     assert_eq!(row.zones, ["porch"]);
+    assert!(row.alert);
     assert_eq!(
         event_path(&pool, &Access::All, e.id).await?.unwrap(),
         serde_json::json!([[0, 0.1, 0.1, 0.2, 0.3]])

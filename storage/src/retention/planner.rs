@@ -34,7 +34,7 @@ pub struct PlanSegment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectionKind {
-    /// An alert still to be reviewed (`review_state = 'new'`).
+    /// An alert still to be reviewed (`alert AND review_state = 'new'`).
     UnreviewedAlert,
     /// A legal hold.
     LegalHold,
