@@ -112,6 +112,7 @@ listen = "127.0.0.1:${port}"
 data_dir = "${this.dir}/data"
 metrics_token_env = "PANOPTES_METRICS_TOKEN"
 webrtc_udp = "127.0.0.1:0"
+ui_dir = "${REPO}/web-ui/dist"
 ${server}
 ${rest}`);
     return this.config;
@@ -136,8 +137,7 @@ ${rest}`);
 
   /** Starts `panoptes serve` and waits until it is ready. */
   async serve(env = {}) {
-    // From the repository: the binary serves web-ui/dist (relative to its directory) at /.
-    this.server = this.start(BIN, ['serve', '--config', this.config], { cwd: REPO, env: { ...panoptesEnv(), ...env } }, 'panoptes.log');
+    this.server = this.start(BIN, ['serve', '--config', this.config], { env: { ...panoptesEnv(), ...env } }, 'panoptes.log');
     await waitFor('Panoptes to be ready', 90000, async () => (await (await fetch(`${this.base}/readyz`)).json()).ready);
   }
 
@@ -150,6 +150,15 @@ ${rest}`);
       c.on('exit', () => { clearTimeout(t); r(); });
       c.kill('SIGTERM');
     });
+  }
+
+  /** Runs SQL with psql on the private cluster's socket (the cluster must be running). */
+  sql(query) {
+    const socket = path.join(this.dir, 'data/postgres/run');
+    const r = spawnSync('psql', ['-h', socket, '-U', 'panoptes', '-d', 'panoptes', '-v', 'ON_ERROR_STOP=1', '-qAt', '-c', query],
+      { encoding: 'utf8', timeout: 120000 });
+    assert.equal(r.status, 0, `psql: ${r.stderr}`);
+    return r.stdout.trim();
   }
 
   log(name = 'panoptes.log') {

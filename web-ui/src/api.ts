@@ -35,7 +35,8 @@ export interface StreamStatus {
 export interface CameraStream {
   name: string;
   roles: StreamRole[];
-  url: string;
+  /** Without credentials; null when the server cannot show it. */
+  url: string | null;
   has_credentials: boolean;
 }
 
@@ -48,6 +49,8 @@ export interface Camera {
   streams: CameraStream[];
   zones: string[];
   lines: string[];
+  /** Zones with polygons, lines, alert rules, motion and tracker settings. */
+  analytics?: Record<string, unknown>;
 }
 
 export interface NewStream {
@@ -56,6 +59,14 @@ export interface NewStream {
   roles: StreamRole[];
   username?: string;
   password?: string;
+}
+
+/** What POST/PATCH /api/cameras take: the configuration's camera table as JSON. */
+export interface CameraBody {
+  name: string;
+  enabled: boolean;
+  streams: NewStream[];
+  analytics: Record<string, unknown> | null;
 }
 
 export interface EventDto {
@@ -311,9 +322,8 @@ export const api = {
 
   status: () => json<StreamStatus[]>('/api/cameras/status'),
   cameras: () => json<Camera[]>('/api/cameras'),
-  createCamera: (c: { id: string; name: string; enabled?: boolean; streams: NewStream[] }) =>
-    json<Camera>('/api/cameras', { method: 'POST', body: c }),
-  updateCamera: (id: string, patch: Partial<{ name: string; enabled: boolean; streams: NewStream[] }>) =>
+  createCamera: (c: Omit<CameraBody, 'analytics'> & { id: string; analytics?: Record<string, unknown> }) => json<Camera>('/api/cameras', { method: 'POST', body: c }),
+  updateCamera: (id: string, patch: Partial<CameraBody>) =>
     json<Camera>(`/api/cameras/${encodeURIComponent(id)}`, { method: 'PATCH', body: patch }),
   deleteCamera: (id: string) => json<void>(`/api/cameras/${encodeURIComponent(id)}`, { method: 'DELETE' }),
   detect: (id: string, seconds: number) =>
@@ -343,7 +353,8 @@ export const api = {
     json<User>('/api/users', { method: 'POST', body: u }),
   updateUser: (id: number, patch: Partial<{ role: Role; password: string; cameras: string[]; disabled: boolean }>) =>
     json<User>(`/api/users/${id}`, { method: 'PATCH', body: patch }),
-  deleteUser: (id: number) => json<void>(`/api/users/${id}`, { method: 'DELETE' }),
+  /** Users are never deleted: DELETE disables (sessions end, tokens are revoked). */
+  disableUser: (id: number) => json<void>(`/api/users/${id}`, { method: 'DELETE' }),
 
   audit: (q: AuditQuery, signal?: AbortSignal) =>
     json<AuditPage>(

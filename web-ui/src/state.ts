@@ -105,6 +105,7 @@ export const streamState = new Value<'connecting' | 'open' | 'down'>('connecting
 export const alertsByCamera = new Value<Record<string, { at: number; label: string; id: string }>>({});
 /** Alerts that arrived since the review queue was last on screen. */
 export const unseenAlerts = new Value(0);
+const alerted = new Set<string>();
 const listeners = new Set<(e: LiveEvent) => void>();
 let source: EventSource | null = null;
 
@@ -140,7 +141,12 @@ export function startAlertStream(): void {
       return;
     }
     const e: LiveEvent = { ...data, kind: data.kind ?? kind, id: String(data.id ?? ''), camera: String(data.camera ?? '') };
-    if (e.kind === 'start' && isAlert(e) && e.camera) {
+    // An alert pulses its camera once: when it starts, or when a later update makes an
+    // event an alert (it entered a required zone).
+    const raised = e.kind === 'start' ? isAlert(e) : (e.kind === 'update' || e.kind === 'end') && e.alert === true;
+    if (raised && e.camera && !alerted.has(e.id)) {
+      if (alerted.size > 10000) alerted.clear();
+      alerted.add(e.id);
       alertsByCamera.set({ ...alertsByCamera.get(), [e.camera]: { at: Date.now(), label: e.label ?? '', id: e.id } });
       if (!location.hash.startsWith('#/review')) unseenAlerts.set(unseenAlerts.get() + 1);
     }

@@ -320,3 +320,8 @@ export function Confirm(p: {
     </Modal>
   );
 }
+
+/** For thumbnails whose snapshot is missing: no broken-image icon, the dark box stays. */
+export function hideBroken(e: Event): void {
+  (e.currentTarget as HTMLImageElement).style.visibility = 'hidden';
+}

@@ -25,7 +25,15 @@ export interface Paged<T> {
   remove: (id: string | number) => void;
 }
 
-export function usePaged<T extends { id: string | number }>(key: string, fetcher: Fetcher<T>): Paged<T> {
+/**
+ * `order` keeps live additions in the list's order (an old event that becomes an alert
+ * goes where it belongs, not on top).
+ */
+export function usePaged<T extends { id: string | number }>(
+  key: string,
+  fetcher: Fetcher<T>,
+  order?: (a: T, b: T) => number,
+): Paged<T> {
   const [items, setItems] = useState<T[]>([]);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
@@ -36,6 +44,8 @@ export function usePaged<T extends { id: string | number }>(key: string, fetcher
   const fetcherRef = useRef(fetcher);
   fetcherRef.current = fetcher;
   const doneRef = useRef(false);
+  const orderRef = useRef(order);
+  orderRef.current = order;
 
   const load = useCallback((first: boolean) => {
     if (!first && (inflight.current || doneRef.current)) return;
@@ -95,7 +105,9 @@ export function usePaged<T extends { id: string | number }>(key: string, fetcher
       setItems((old) => {
         const seen = new Set(old.map((i) => i.id));
         const fresh = add.filter((i) => !seen.has(i.id));
-        return fresh.length ? fresh.concat(old) : old;
+        if (!fresh.length) return old;
+        const all = fresh.concat(old);
+        return orderRef.current ? all.sort(orderRef.current) : all;
       });
     }, []),
     update: useCallback((item: T) => {

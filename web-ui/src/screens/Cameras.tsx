@@ -84,7 +84,7 @@ export function Cameras() {
                       <div key={s.name} class="stream-line">
                         <span class="mono">{s.name}</span>
                         <span class="muted small">{s.roles.join(', ')}</span>
-                        <span class="muted small mono url">{s.url}</span>
+                        <span class="muted small mono url">{s.url ?? '(hidden)'}</span>
                         {s.has_credentials && <Icon name="lock" title="Has credentials" />}
                       </div>
                     ))}
@@ -177,9 +177,12 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
   const [name, setName] = useState(c?.name ?? '');
   const [enabled, setEnabled] = useState(c?.enabled ?? true);
   const [streams, setStreams] = useState<StreamDraft[]>(
-    c?.streams.map((s) => ({ key: ++streamKey, name: s.name, url: s.url, roles: s.roles, hadCredentials: s.has_credentials })) ?? [
+    c?.streams.map((s) => ({ key: ++streamKey, name: s.name, url: s.url ?? '', roles: s.roles, hadCredentials: s.has_credentials })) ?? [
       { key: ++streamKey, name: 'main', url: '', roles: ['record', 'live', 'detect'], hadCredentials: false },
     ],
+  );
+  const [analytics, setAnalytics] = useState(
+    c?.analytics && Object.keys(c.analytics).length ? JSON.stringify(c.analytics, null, 2) : '',
   );
   const [error, setError] = useState<{ field?: string; message: string } | null>(null);
   const setStream = (k: number, patch: Partial<StreamDraft>) =>
@@ -187,6 +190,17 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
 
   const save = async () => {
     setError(null);
+    let parsedAnalytics: Record<string, unknown> | null = null;
+    if (analytics.trim()) {
+      try {
+        const v: unknown = JSON.parse(analytics);
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('an object');
+        parsedAnalytics = v as Record<string, unknown>;
+      } catch (e) {
+        setError({ field: 'analytics', message: `Not a JSON object: ${(e as Error).message}` });
+        return;
+      }
+    }
     const body: NewStream[] = streams.map((s) => {
       const out: NewStream = { name: s.name.trim(), url: s.url.trim(), roles: s.roles };
       if (s.username) out.username = s.username;
@@ -195,16 +209,14 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
     });
     try {
       if (c) {
-        // Streams go only when changed: a PATCH without them keeps the stored credentials.
-        const same =
-          body.length === c.streams.length &&
-          body.every((b, i) => {
-            const o = c.streams[i]!;
-            return !b.username && !b.password && b.name === o.name && b.url === o.url && b.roles.join() === o.roles.join();
-          });
-        await api.updateCamera(c.id, same ? { name: name.trim(), enabled } : { name: name.trim(), enabled, streams: body });
+        // A stream sent without username/password keeps its stored login; null analytics
+        // removes them.
+        await api.updateCamera(c.id, { name: name.trim(), enabled, streams: body, analytics: parsedAnalytics });
+      } else {
+        const created: Parameters<typeof api.createCamera>[0] = { id: id.trim(), name: name.trim() || id.trim(), enabled, streams: body };
+        if (parsedAnalytics) created.analytics = parsedAnalytics;
+        await api.createCamera(created);
       }
-      else await api.createCamera({ id: id.trim(), name: name.trim() || id.trim(), enabled, streams: body });
       toast(c ? `Saved ${name}` : `Added ${name || id}`, 'ok');
       await p.onSaved();
     } catch (e) {
@@ -221,6 +233,12 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
       testid="camera-form"
       footer={
         <>
+          {error && !['id', 'name'].includes(error.field ?? '') && !error.field?.startsWith('analytics') && (
+            <div class="form-error foot-error" role="alert">
+              {error.field ? `${error.field}: ` : ''}
+              {error.message}
+            </div>
+          )}
           <button class="btn" onClick={p.onClose}>
             Cancel
           </button>
@@ -232,10 +250,10 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
     >
       <div class="form-grid">
         <Field label="Id" hint="Letters, digits, - and _; cannot change later" error={error?.field === 'id' ? error.message : null}>
-          <input value={id} disabled={!!c} onInput={(e) => setId(e.currentTarget.value)} placeholder="gate-north" required />
+          <input name="id" value={id} disabled={!!c} onInput={(e) => setId(e.currentTarget.value)} placeholder="gate-north" required />
         </Field>
         <Field label="Name" error={error?.field === 'name' ? error.message : null}>
-          <input value={name} onInput={(e) => setName(e.currentTarget.value)} placeholder="North gate" />
+          <input name="name" value={name} onInput={(e) => setName(e.currentTarget.value)} placeholder="North gate" />
         </Field>
         <label class="check-row">
           <input type="checkbox" checked={enabled} onChange={(e) => setEnabled(e.currentTarget.checked)} /> Enabled
@@ -244,14 +262,14 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
       <h3>Streams</h3>
       {streams.map((s) => (
         <fieldset class="stream-form" key={s.key}>
-          <div class="form-grid">
+          <div class="stream-grid">
             <Field label="Name">
               <input value={s.name} onInput={(e) => setStream(s.key, { name: e.currentTarget.value })} />
             </Field>
             <Field label="RTSP URL" hint="Without credentials">
               <input
+                name="url"
                 value={s.url}
-                class="wide"
                 placeholder="rtsp://192.0.2.10:554/stream1"
                 onInput={(e) => setStream(s.key, { url: e.currentTarget.value })}
               />
@@ -303,16 +321,24 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
       >
         <Icon name="plus" /> Add a stream
       </button>
+      <Field
+        label="Analytics (JSON)"
+        hint='Zones, counting lines, alert rules, motion and tracker settings, as in the configuration file: {"zones": [{"name": "lane", "polygon": [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]}], "alerts": {"labels": ["car"], "required_zones": ["lane"]}}'
+        error={error?.field?.startsWith('analytics') ? error.message : null}
+      >
+        <textarea
+          class="mono"
+          rows={5}
+          spellcheck={false}
+          value={analytics}
+          placeholder="{}"
+          onInput={(e) => setAnalytics(e.currentTarget.value)}
+        />
+      </Field>
       <p class="muted small">
         Roles: <b>record</b> writes to disk, <b>live</b> plays in the focused view, <b>grid</b> plays in wall tiles (use a
         small H.264 sub stream), <b>detect</b> feeds the analytics.
       </p>
-      {error && !['id', 'name'].includes(error.field ?? '') && (
-        <div class="form-error" role="alert">
-          {error.field ? `${error.field}: ` : ''}
-          {error.message}
-        </div>
-      )}
     </Modal>
   );
 }

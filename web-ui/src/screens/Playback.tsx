@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, type EventDto, type Segment } from '../api';
 import { Timeline } from '../components/Timeline';
-import { Empty, Icon, Kbd, LabelChip } from '../components/ui';
+import { hideBroken, Empty, Icon, Kbd, LabelChip } from '../components/ui';
 import { useKeys } from '../lib/keys';
 import { navigate } from '../lib/router';
 import { SegmentPlayer } from '../lib/segplayer';
@@ -287,7 +287,7 @@ export function Playback({ params }: { params: URLSearchParams }) {
                     openEvent(e);
                   }}
                 >
-                  <img src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" />
+                  <img src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" onError={hideBroken} />
                   <span class="mini-main">
                     <LabelChip label={e.label} />
                     <span class="muted small">{fmtTime(e.start_time)}</span>

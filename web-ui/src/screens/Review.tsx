@@ -5,7 +5,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type EventDto, type ReviewState } from '../api';
 import { ClipPlayer } from '../components/ClipPlayer';
 import { VirtualList } from '../components/VirtualList';
-import { Empty, Icon, Kbd, LabelChip, MultiSelect, Spinner, StateChip, toast } from '../components/ui';
+import { hideBroken, Empty, Icon, Kbd, LabelChip, MultiSelect, Spinner, StateChip, toast } from '../components/ui';
 import { useKeys } from '../lib/keys';
 import { usePaged } from '../lib/paging';
 import { useUserName } from '../lib/people';
@@ -21,6 +21,8 @@ const STATES: { value: string; label: string }[] = [
   { value: 'all', label: 'All' },
 ];
 
+const newestFirst = (a: EventDto, b: EventDto) => ms(b.start_time) - ms(a.start_time) || b.id.localeCompare(a.id);
+
 function list(p: URLSearchParams, k: string): string[] {
   return (p.get(k) ?? '').split(',').filter(Boolean);
 }
@@ -35,13 +37,17 @@ export function Review({ params }: { params: URLSearchParams }) {
   const review: ReviewState[] | undefined = stateFilter === 'all' ? undefined : [stateFilter as ReviewState];
   const key = JSON.stringify([camFilter, labelFilter, stateFilter]);
 
-  const paged = usePaged<EventDto>(key, async (cursor, signal) => {
-    const page = await api.events(
-      { alert: true, cameras: camFilter, labels: labelFilter, review, after: cursor ? String(cursor) : undefined, limit: 100 },
-      signal,
-    );
-    return { items: page.events, next: page.next };
-  });
+  const paged = usePaged<EventDto>(
+    key,
+    async (cursor, signal) => {
+      const page = await api.events(
+        { alert: true, cameras: camFilter, labels: labelFilter, review, after: cursor ? String(cursor) : undefined, limit: 100 },
+        signal,
+      );
+      return { items: page.events, next: page.next };
+    },
+    newestFirst,
+  );
 
   const setParams = (changes: Record<string, string | null>, replace = true) => {
     const next = new URLSearchParams(params);
@@ -77,19 +83,21 @@ export function Review({ params }: { params: URLSearchParams }) {
 
   // Live: new alerts appear at the top, reviews by others update in place.
   const [fresh, setFresh] = useState<Set<string>>(new Set());
+  const listed = useRef(new Set<string>());
+  listed.current = new Set(items.map((e) => e.id));
   useEffect(
     () =>
       onLiveEvent(async (n) => {
-        if (n.kind === 'start') {
-          if (!isAlert(n)) return;
-          const e = await api.event(n.id).catch(() => null);
-          if (e && matches(e)) {
-            paged.prepend([e]);
-            setFresh((s) => new Set(s).add(e.id));
-          }
-        } else if (n.kind === 'review' || n.kind === 'end' || n.kind === 'update') {
-          const e = await api.event(n.id).catch(() => null);
-          if (e) paged.update(e);
+        const known = listed.current.has(n.id);
+        // New alerts, and events that became alerts later (they entered a required zone).
+        const candidate = n.kind === 'start' ? isAlert(n) : n.alert === true;
+        if (!known && !candidate) return;
+        const e = await api.event(n.id).catch(() => null);
+        if (!e) return;
+        if (listed.current.has(e.id)) paged.update(e);
+        else if (matches(e)) {
+          paged.prepend([e]);
+          setFresh((s) => new Set(s).add(e.id));
         }
       }),
     [key],
@@ -199,7 +207,7 @@ export function Review({ params }: { params: URLSearchParams }) {
                 data-state={e.review_state}
                 onClick={() => setParams({ id: e.id })}
               >
-                <img class="thumb" src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" />
+                <img class="thumb" src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" onError={hideBroken} />
                 <div class="alert-main">
                   <div class="alert-line">
                     <LabelChip label={e.label} />

@@ -16,7 +16,7 @@ export function Users() {
   const [users, setUsers] = useState<User[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [editing, setEditing] = useState<User | 'new' | null>(null);
-  const [deleting, setDeleting] = useState<User | null>(null);
+  const [disabling, setDisabling] = useState<User | null>(null);
   const self = useValue(me);
 
   const load = () =>
@@ -83,11 +83,25 @@ export function Users() {
                     <button class="icon-btn" title="Edit" aria-label={`Edit ${u.name}`} onClick={() => setEditing(u)}>
                       <Icon name="edit" />
                     </button>
-                    {u.id !== self?.id && (
-                      <button class="icon-btn danger" title="Delete" aria-label={`Delete ${u.name}`} onClick={() => setDeleting(u)}>
-                        <Icon name="trash" />
-                      </button>
-                    )}
+                    {u.id !== self?.id &&
+                      (u.disabled ? (
+                        <AsyncButton
+                          class="btn small ghost"
+                          onClick={() =>
+                            api
+                              .updateUser(u.id, { disabled: false })
+                              .then(() => toast(`Enabled ${u.name}`, 'ok'))
+                              .then(load)
+                              .catch((e: Error) => toast(e.message, 'error'))
+                          }
+                        >
+                          Enable
+                        </AsyncButton>
+                      ) : (
+                        <button class="icon-btn danger" title="Disable" aria-label={`Disable ${u.name}`} onClick={() => setDisabling(u)}>
+                          <Icon name="lock" />
+                        </button>
+                      ))}
                   </td>
                 </tr>
               ))}
@@ -106,16 +120,16 @@ export function Users() {
           }}
         />
       )}
-      {deleting && (
+      {disabling && (
         <Confirm
-          title={`Delete ${deleting.name}?`}
-          confirmLabel="Delete user"
+          title={`Disable ${disabling.name}?`}
+          confirmLabel="Disable user"
           danger
-          onClose={() => setDeleting(null)}
+          onClose={() => setDisabling(null)}
           onConfirm={async () => {
             try {
-              await api.deleteUser(deleting.id);
-              toast(`Deleted ${deleting.name}`, 'ok');
+              await api.disableUser(disabling.id);
+              toast(`Disabled ${disabling.name}`, 'ok');
               await load();
             } catch (e) {
               toast((e as Error).message, 'error');
@@ -123,8 +137,8 @@ export function Users() {
           }}
         >
           <p>
-            <strong>{deleting.name}</strong> can no longer log in; their sessions and API tokens end. Their past actions stay
-            in the audit log. Disabling keeps the account for later instead.
+            <strong>{disabling.name}</strong> can no longer log in: their sessions end and their API tokens are revoked at
+            once. Users are never deleted, so their reviews and audit entries keep naming them; you can enable them again.
           </p>
         </Confirm>
       )}
@@ -167,6 +181,12 @@ function UserForm(p: { user: User | null; isSelf: boolean; onClose: () => void; 
       testid="user-form"
       footer={
         <>
+          {error && !['name', 'password'].includes(error.field ?? '') && (
+            <div class="form-error foot-error" role="alert">
+              {error.field ? `${error.field}: ` : ''}
+              {error.message}
+            </div>
+          )}
           <button class="btn" onClick={p.onClose}>
             Cancel
           </button>
@@ -228,12 +248,6 @@ function UserForm(p: { user: User | null; isSelf: boolean; onClose: () => void; 
           <input type="checkbox" checked={disabled} onChange={(e) => setDisabled(e.currentTarget.checked)} /> Disabled (cannot
           log in)
         </label>
-      )}
-      {error && !['name', 'password'].includes(error.field ?? '') && (
-        <div class="form-error" role="alert">
-          {error.field ? `${error.field}: ` : ''}
-          {error.message}
-        </div>
       )}
     </Modal>
   );

@@ -3,7 +3,7 @@
 // session; a hidden browser tab holds none.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, type EventDto, type StreamStatus } from '../api';
-import { Icon, LabelChip, StateChip, toast } from '../components/ui';
+import { hideBroken, Icon, LabelChip, StateChip, toast } from '../components/ui';
 import { LiveVideo } from '../live/LiveVideo';
 import { useKeys } from '../lib/keys';
 import { navigate } from '../lib/router';
@@ -269,7 +269,7 @@ function Focus({ camera, status: st }: { camera: string; status: StreamStatus[] 
               {recent?.map((e) => (
                 <li key={e.id}>
                   <a href={`#/review?id=${e.id}&camera=${encodeURIComponent(camera)}&state=all`}>
-                    <img src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" />
+                    <img src={api.snapshotUrl(e.id, true)} alt="" loading="lazy" onError={hideBroken} />
                     <span class="mini-main">
                       <LabelChip label={e.label} />
                       <span class="muted small">{fmtAgo(e.start_time)}</span>
