@@ -3,7 +3,7 @@
 // login form → live wall (every tile decodes) → focus on the main stream without a reload
 // → an alert from the clip arrives in the review queue and is acknowledged with a note by
 // keyboard → incident search finds it → playback plays the recording at its time → admin
-// screens → the audit log shows it all, and `panoptes audit verify` passes, then fails
+// screens → a clip export → the audit log shows it all, and `panoptes audit verify` passes, then fails
 // after a row is edited in SQL. Screenshots of every screen go to docs/screenshots/.
 //
 // Run through tests/browser/run.sh (network namespace, private PostgreSQL cluster).
@@ -364,11 +364,26 @@ uiTest('playback plays the recording at the alert time', async () => {
   await page.keyboard.press('Space'); // pause before leaving
 });
 
-uiTest('the audit log screen shows the login, review, recording view and live view', async () => {
+uiTest('the evidence clip around the alert exports with a manifest', async () => {
+  await page.evaluate((h) => {
+    location.hash = h;
+  }, searchHash);
+  await page.click(`[data-testid=result-row][data-id="${alert.id}"]`);
+  await page.click('[data-testid=export]');
+  const done = page.locator('[data-testid=export-done]');
+  await done.waitFor();
+  const text = await done.textContent();
+  assert.match(text, /[0-9a-f]{64}/, 'the clip\'s sha256');
+  assert.match(text, /lobby-/i);
+  await page.keyboard.press('Escape');
+  await done.waitFor({ state: 'detached' });
+});
+
+uiTest('the audit log screen shows the login, review, recording view, live view and export', async () => {
   await go('a', '#/audit');
   await page.waitForSelector('[data-testid=audit-row]');
   // Filtered by action on the server, one action at a time.
-  for (const action of ['login', 'review', 'recording_view', 'live_view']) {
+  for (const action of ['login', 'review', 'recording_view', 'live_view', 'export']) {
     await page.selectOption('[data-testid=audit-action]', action);
     await page.waitForSelector(`[data-testid=audit-row][data-action=${action}]`, { timeout: 5000 });
     const actions = await page.locator('[data-testid=audit-row]').evaluateAll((rows) => rows.map((r) => r.dataset.action));

@@ -120,6 +120,8 @@ export function Search({ params }: { params: URLSearchParams }) {
     return () => ctl.abort();
   }, [key]);
 
+  // The total, from the per-class counts (the table itself loads page by page).
+  const inRange = byLabel === null ? null : byLabel.reduce((n, c) => n + c.count, 0);
   const apply = (f: Filters) => {
     setNow(Date.now());
     setSelected(null);
@@ -308,8 +310,8 @@ export function Search({ params }: { params: URLSearchParams }) {
             <div class="panel-head">
               <h2>Results</h2>
               <span class="muted small" data-testid="result-count">
-                {paged.items.length}
-                {paged.done ? '' : '+'} event{paged.items.length === 1 ? '' : 's'}
+                {inRange !== null && <>{inRange.toLocaleString()} in the range and classes · </>}
+                {paged.items.length.toLocaleString()} loaded{paged.done ? '' : ' (more as you scroll)'}
               </span>
               {paged.loading && <Spinner />}
             </div>
