@@ -141,7 +141,7 @@ uiTest('login through the login form', async () => {
   assert.match(await page.evaluate(() => location.hash), /^#\/wall/);
 });
 
-uiTest('the wall plays every tile; the H.265 tile says why it cannot', async () => {
+uiTest('the wall plays every tile, the H.265 tile says why it cannot, an alert pulses its tile', async () => {
   await page.waitForSelector('[data-testid=tile]');
   assert.equal(await page.locator('[data-testid=tile]').count(), 4);
   const h264 = ['lobby', 'yard', 'gate'];
@@ -168,6 +168,9 @@ uiTest('the wall plays every tile; the H.265 tile says why it cannot', async () 
     const text = await dock.locator('[data-testid=tile-message]').textContent().catch(() => '');
     return /streams H\.265, which this browser cannot play; configure an H\.264 sub stream/.test(text ?? '');
   });
+  // The camera with analytics raises alerts (the clip shows people and a bus): its tile pulses.
+  await page.waitForSelector('[data-testid=tile][data-camera=lobby].alerting', { timeout: 60000 });
+  assert.match(await page.locator('[data-testid=tile][data-camera=lobby] .tile-alert').textContent(), /ALERT · \w+/);
   await shot('wall');
 });
 

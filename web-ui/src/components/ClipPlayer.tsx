@@ -11,6 +11,14 @@ export function ClipPlayer(p: { camera: string; from: number; to: number; autopl
   const [message, setMessage] = useState('');
   const [wall, setWall] = useState<number | null>(null);
 
+  const [attempt, setAttempt] = useState(0);
+  // A recent event's segment may still be open: look again every 5 s for a few minutes.
+  useEffect(() => {
+    if (state !== 'none' || Date.now() - p.to > 5 * 60_000) return;
+    const t = setTimeout(() => setAttempt((a) => a + 1), 5000);
+    return () => clearTimeout(t);
+  }, [state, attempt]);
+
   useEffect(() => {
     const v = video.current!;
     const ctl = new AbortController();
@@ -44,7 +52,7 @@ export function ClipPlayer(p: { camera: string; from: number; to: number; autopl
       ctl.abort();
       player.destroy();
     };
-  }, [p.camera, p.from, p.to]);
+  }, [p.camera, p.from, p.to, attempt]);
 
   return (
     <div class="clip" data-testid="clip">
@@ -53,7 +61,9 @@ export function ClipPlayer(p: { camera: string; from: number; to: number; autopl
       {state === 'loading' && <div class="clip-msg muted">Loading recording…</div>}
       {state === 'none' && (
         <div class="clip-msg muted">
-          No finished recording covers this time yet. Segments close about every minute; try again shortly.
+          {Date.now() - p.to < 5 * 60_000
+            ? 'Waiting for the recording to be written (segments close about every minute)…'
+            : 'No recording covers this time.'}
         </div>
       )}
       {state === 'error' && <div class="clip-msg bad-text">{message}</div>}

@@ -170,9 +170,18 @@ function Focus({ camera, status: st }: { camera: string; status: StreamStatus[] 
         .then((p) => live && setRecent(p.events))
         .catch(() => live && setRecent([]));
     void load();
-    const off = onLiveEvent((e) => e.camera === camera && (e.kind === 'start' || e.kind === 'review') && void load());
+    // At most one reload per 2 s however busy the camera is.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const off = onLiveEvent((e) => {
+      if (e.camera !== camera || (e.kind !== 'start' && e.kind !== 'review') || timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        void load();
+      }, 2000);
+    });
     return () => {
       live = false;
+      clearTimeout(timer);
       off();
     };
   }, [camera]);
