@@ -31,6 +31,8 @@ APT_PACKAGES=(
     gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
     # database, browser tests, tools
     postgresql chromium curl unzip ca-certificates python3-venv
+    # MQTT broker the notification tests start on a port of their own
+    mosquitto
 )
 
 # ONNX Runtime shared library, taken from the PyPI wheel. The library inside

@@ -67,7 +67,8 @@ fn serves_a_camera_against_the_machine_postgres() -> TestResult {
     let status = p.stop(SECS(30));
     assert!(status.success(), "exit status {status}; log:\n{}", p.log_text());
     let log = p.log_text();
-    let order = ["shutdown 1/4", "shutdown 2/4", "shutdown 3/4", "shutdown 4/4", "Panoptes stopped"];
+    let order =
+        ["shutdown 1/5", "shutdown 2/5", "shutdown 3/5", "shutdown 4/5", "shutdown 5/5", "Panoptes stopped"];
     let positions: Vec<usize> = order.iter().map(|s| log.find(s).unwrap_or(usize::MAX)).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "shutdown order wrong:\n{log}");
     Ok(())

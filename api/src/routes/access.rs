@@ -47,9 +47,13 @@ pub(crate) struct Me {
 }
 
 /// Appends to the audit log; a failure is logged, never shown to the client.
-pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) {
-    if let Err(err) = audit::append(&state.inner.pool, &e).await {
-        tracing::error!(error = %err, action = e.action, "audit log append failed");
+pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) -> Option<audit::AuditReceipt> {
+    match audit::append(&state.inner.pool, &e).await {
+        Ok(r) => Some(r),
+        Err(err) => {
+            tracing::error!(error = %err, action = e.action, "audit log append failed");
+            None
+        }
     }
 }
 
