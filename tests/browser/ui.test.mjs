@@ -131,11 +131,12 @@ uiTest('login through the login form', async () => {
   await page.goto(`${ui}/`);
   await page.waitForSelector('[data-testid=login-form]');
   await page.fill('input[name=username]', 'tester');
+  await page.fill('input[name=password]', 'correct horse battery staple');
+  await shot('login');
   await page.fill('input[name=password]', 'not the password');
   await page.click('button[type=submit]');
   await page.waitForSelector('[role=alert]:has-text("Wrong user name or password")');
   await page.fill('input[name=password]', 'correct horse battery staple');
-  await shot('login');
   await page.click('button[type=submit]');
   await page.waitForSelector('[data-testid=who]:has-text("tester")');
   assert.match(await page.evaluate(() => location.hash), /^#\/wall/);
@@ -363,6 +364,9 @@ uiTest('playback plays the recording at the alert time', async () => {
   const local = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
   assert.ok(shown.startsWith(local(start)) || shown.startsWith(local(new Date(start.getTime() + 60000))), `${shown} vs ${start}`);
   await page.waitForSelector('[data-testid=timeline] .tl-span');
+  // Every camera's lane; the lobby's (the one recording) has video in the window.
+  await page.waitForSelector('[data-testid=camera-lanes] .lane.current .lane-span');
+  assert.equal(await page.locator('[data-testid=camera-lanes] .lane').count(), 4);
   await shot('playback');
   await page.keyboard.press('Space'); // pause before leaving
 });
@@ -378,6 +382,16 @@ uiTest('the evidence clip around the alert exports with a manifest', async () =>
   const text = await done.textContent();
   assert.match(text, /[0-9a-f]{64}/, 'the clip\'s sha256');
   assert.match(text, /lobby-/i);
+  // The download link serves the MP4 to this session.
+  const href = await page.locator('[data-testid=export-download]').getAttribute('href');
+  const got = await page.evaluate(async (url) => {
+    const r = await fetch(url);
+    const b = new Uint8Array(await r.arrayBuffer());
+    return { status: r.status, ftyp: String.fromCharCode(...b.slice(4, 8)), bytes: b.length };
+  }, href);
+  assert.equal(got.status, 200);
+  assert.equal(got.ftyp, 'ftyp', 'an MP4 file');
+  figures.exportBytes = got.bytes;
   await page.keyboard.press('Escape');
   await done.waitFor({ state: 'detached' });
 });

@@ -144,8 +144,17 @@ export interface ExportManifest {
   exported_by: string;
   exported_at: string;
   trim: string;
-  /** Where to download the clip, when the server offers it. */
-  url?: string;
+  /** Where to download the clip and its manifest. */
+  download?: string;
+  manifest?: string;
+  /** The export's own audit entry. */
+  audit?: { id: number; at: string; hash: string };
+}
+
+export interface RecordedSpan {
+  camera: string;
+  start_time: string;
+  end_time: string;
 }
 
 export interface User {
@@ -345,6 +354,8 @@ export const api = {
 
   recordings: (camera: string, from: string, to: string, stream?: string, signal?: AbortSignal) =>
     json<Segment[]>('/api/recordings' + query({ camera, stream, from, to }), { signal }),
+  spans: (q: { cameras?: string[]; stream?: string; from: string; to: string; max_gap_secs?: number }, signal?: AbortSignal) =>
+    json<RecordedSpan[]>('/api/recordings/spans' + query(q), { signal }),
   exportClip: (camera: string, from: string, to: string, stream?: string) =>
     json<ExportManifest>('/api/exports', { method: 'POST', body: { camera, stream, from, to } }),
 

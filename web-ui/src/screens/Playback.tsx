@@ -1,7 +1,8 @@
 // Playback: one camera's recordings on a zoomable timeline with its events; click, drag or
 // use the keys to scrub. The video plays the recorded segments back to back, skipping gaps.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, type EventDto, type Segment } from '../api';
+import { api, type EventDto, type RecordedSpan, type Segment } from '../api';
+import { CameraLanes } from '../components/CameraLanes';
 import { Timeline } from '../components/Timeline';
 import { hideBroken, Empty, Icon, Kbd, LabelChip } from '../components/ui';
 import { useKeys } from '../lib/keys';
@@ -34,6 +35,7 @@ export function Playback({ params }: { params: URLSearchParams }) {
   const [playing, setPlaying] = useState(false);
   const [rate, setRate] = useState(1);
   const [notice, setNotice] = useState<string | null>(null);
+  const [lanes, setLanes] = useState<RecordedSpan[]>([]);
   const [loading, setLoading] = useState(false);
   const pendingSeek = useRef<number | null>(startAt);
   const [reload, setReload] = useState(0);
@@ -113,6 +115,22 @@ export function Playback({ params }: { params: URLSearchParams }) {
       ctl.abort();
     };
   }, [camera, recordStream, reload, Math.round(win.start / 10000), Math.round(win.end / 10000)]);
+
+  // Every camera's recorded spans in the window (one request for all of them).
+  useEffect(() => {
+    if (!cams.length) return;
+    const ctl = new AbortController();
+    const t = setTimeout(() => {
+      api
+        .spans({ from: iso(win.start), to: iso(Math.max(win.start + SECOND, Math.min(Date.now(), win.end))), max_gap_secs: 5 }, ctl.signal)
+        .then(setLanes)
+        .catch(() => {});
+    }, 250);
+    return () => {
+      clearTimeout(t);
+      ctl.abort();
+    };
+  }, [cams.length, reload, Math.round(win.start / 10000), Math.round(win.end / 10000)]);
 
   // Keep the playhead in view while playing.
   useEffect(() => {
@@ -267,6 +285,16 @@ export function Playback({ params }: { params: URLSearchParams }) {
             onWindow={setWin}
             onEvent={openEvent}
           />
+          {cams.length > 1 && (
+            <CameraLanes
+              window={win}
+              cameras={cams}
+              spans={lanes}
+              current={camera}
+              playhead={playhead}
+              onPick={(c, t) => navigate('/playback', { camera: c, t: iso(t) }, true)}
+            />
+          )}
           <div class="legend muted small">
             <span class="lg lg-rec" /> recorded <span class="lg lg-ev" /> event <span class="lg lg-alert" /> alert ·{' '}
             {loading ? 'loading…' : `${segments.length} segments, ${events.length}${eventsMore ? '+' : ''} events in view`} ·{' '}

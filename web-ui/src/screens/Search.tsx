@@ -479,14 +479,24 @@ function ExportDone({ manifest: m, onClose }: { manifest: ExportManifest; onClos
           {m.exported_by} at {fmtDateTime(m.exported_at)}
         </dd>
       </dl>
-      {m.url ? (
-        <a class="btn primary" href={m.url} download={m.clip}>
-          <Icon name="download" /> Download
-        </a>
-      ) : (
+      {m.audit && (
         <p class="muted small">
-          The clip and its manifest are in the server's exports directory; the export is recorded in the audit log.
+          Audit entry #{m.audit.id} · hash <span class="mono break">{m.audit.hash}</span>
         </p>
+      )}
+      {m.download ? (
+        <div class="row">
+          <a class="btn primary" href={m.download} download={m.clip} data-testid="export-download">
+            <Icon name="download" /> Download the clip
+          </a>
+          {m.manifest && (
+            <a class="btn" href={m.manifest} download>
+              Manifest (JSON)
+            </a>
+          )}
+        </div>
+      ) : (
+        <p class="muted small">The clip and its manifest are in the server's exports directory.</p>
       )}
     </Modal>
   );
