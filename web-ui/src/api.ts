@@ -110,7 +110,10 @@ export interface EventQuery {
 export interface CountDto {
   hour?: string | null;
   label?: string | null;
+  /** Counting line (`by=line`): its camera, name and crossing direction (`in`/`out`). */
+  camera?: string | null;
   line?: string | null;
+  line_id?: string | null;
   direction?: string | null;
   count: number;
 }

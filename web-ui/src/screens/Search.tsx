@@ -280,30 +280,9 @@ export function Search({ params }: { params: URLSearchParams }) {
               ))}
               {byLabel?.length === 0 && <span class="muted small">No events in this range</span>}
             </div>
-            {Array.isArray(byLine) && byLine.length > 0 && (
-              <div class="lines">
-                <h3>Line crossings</h3>
-                <table class="table compact">
-                  <thead>
-                    <tr>
-                      <th>Line</th>
-                      <th>Direction</th>
-                      <th>Class</th>
-                      <th class="num">Count</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {byLine.map((c, i) => (
-                      <tr key={i}>
-                        <td>{c.line ?? '–'}</td>
-                        <td>{c.direction ?? '–'}</td>
-                        <td>{c.label ?? 'all'}</td>
-                        <td class="num">{c.count}</td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
+            {Array.isArray(byLine) && byLine.length > 0 && <LineCounts rows={byLine} />}
+            {byLine === 'unsupported' && cams.some((c) => c.lines?.length) && (
+              <div class="muted small lines">Line-crossing counts are not offered by this server yet.</div>
             )}
           </section>
           <section class="panel results">
@@ -367,6 +346,42 @@ export function Search({ params }: { params: URLSearchParams }) {
         </div>
         {selected && <ResultDetail event={selected} onClose={() => setSelected(null)} />}
       </div>
+    </div>
+  );
+}
+
+/** Crossings per counting line and direction, as bars. */
+function LineCounts({ rows }: { rows: CountDto[] }) {
+  const max = Math.max(1, ...rows.map((r) => r.count));
+  return (
+    <div class="lines" data-testid="line-counts">
+      <h3>Line crossings</h3>
+      <table class="table compact">
+        <thead>
+          <tr>
+            <th>Camera</th>
+            <th>Line</th>
+            <th>Direction</th>
+            <th>Class</th>
+            <th class="num">Count</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((c, i) => (
+            <tr key={i}>
+              <td>{c.camera ? cameraName(c.camera) : '–'}</td>
+              <td>{c.line ?? c.line_id ?? '–'}</td>
+              <td>{c.direction ?? '–'}</td>
+              <td>{c.label ?? 'all'}</td>
+              <td class="num">{c.count.toLocaleString()}</td>
+              <td class="bar-cell">
+                <span class="hbar" style={{ width: `${(c.count / max) * 100}%` }} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </div>
   );
 }
