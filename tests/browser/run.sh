@@ -28,7 +28,7 @@ fi
 files=()
 args=()
 for a in "$@"; do
-    if [[ "$a" == *.test.mjs ]]; then files+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")"); else args+=("$a"); fi
+    if [[ "$a" == *.mjs ]]; then files+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")"); else args+=("$a"); fi
 done
 [[ ${#files[@]} -gt 0 ]] || files=("$here/live.test.mjs" "$here/ui.test.mjs")
 # One file at a time: each starts its own camera, server and browser on 2 cores.

@@ -79,34 +79,38 @@ function StatusStrip() {
 }
 
 function Help({ onClose }: { onClose: () => void }) {
-  const rows: [string, string][] = [
-    ['g then w / r / s / p', 'Live wall, alerts, search, playback'],
-    ['g then c / u / a', 'Cameras, users, audit log (admins)'],
-    ['?', 'This help'],
-    ['Live wall: 1–9', 'Focus tile 1–9 on the main stream'],
-    ['Live wall: Esc', 'Back to the wall'],
-    ['Live wall: [ ]', 'Previous / next page of tiles'],
-    ['Live wall: l', 'Next layout (1, 4, 9, 16, 25, 36, 64 tiles)'],
-    ['Alerts: j / k or ↓ / ↑', 'Next / previous alert'],
-    ['Alerts: a / d', 'Acknowledge / dismiss the selected alert'],
-    ['Alerts: n', 'Write a note (Ctrl+Enter acknowledges, Esc leaves)'],
-    ['Alerts: c', 'Toggle snapshot crop / whole frame'],
-    ['Alerts: v', 'Play the clip'],
-    ['Playback: Space', 'Play / pause'],
-    ['Playback: ← / →', '10 s back / forward (Shift: 1 min)'],
-    ['Playback: + / −', 'Zoom the timeline'],
-    ['Playback: , / .', 'Previous / next event'],
+  const rows: [string, string[], string][] = [
+    ['Anywhere', ['g', 'w / r / s / p'], 'Live wall, alerts, search, playback'],
+    ['', ['g', 'c / u / a'], 'Cameras, users, audit log (admins)'],
+    ['', ['?'], 'This help'],
+    ['Live wall', ['1–9'], 'Focus tile 1–9 on the main stream'],
+    ['', ['Esc'], 'Back to the wall'],
+    ['', ['←', '→'], 'Previous / next camera while focused'],
+    ['', ['[', ']'], 'Previous / next page of tiles'],
+    ['', ['l'], 'Next layout (1, 4, 9, 16, 25, 36, 64 tiles)'],
+    ['Alerts', ['j', 'k'], 'Next / previous alert (or ↓ ↑)'],
+    ['', ['a', 'd'], 'Acknowledge / dismiss the selected alert'],
+    ['', ['n'], 'Write a note (Ctrl+Enter acknowledges, Esc leaves)'],
+    ['', ['c'], 'Snapshot: crop / whole frame'],
+    ['', ['v'], 'Snapshot / clip'],
+    ['Playback', ['Space'], 'Play / pause'],
+    ['', ['←', '→'], '10 s back / forward (with Shift: 1 min)'],
+    ['', ['+', '−'], 'Zoom the timeline in / out'],
+    ['', [',', '.'], 'Previous / next event'],
   ];
   return (
     <Modal title="Keyboard shortcuts" onClose={onClose}>
       <table class="help-table">
         <tbody>
-          {rows.map(([k, v]) => (
-            <tr key={k}>
-              <td>
-                <Kbd>{k}</Kbd>
+          {rows.map(([where, keys, what], i) => (
+            <tr key={i} class={where ? 'help-group' : ''}>
+              <td class="muted small">{where}</td>
+              <td class="help-keys">
+                {keys.map((k) => (
+                  <Kbd key={k}>{k}</Kbd>
+                ))}
               </td>
-              <td>{v}</td>
+              <td>{what}</td>
             </tr>
           ))}
         </tbody>
