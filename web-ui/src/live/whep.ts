@@ -279,3 +279,9 @@ declare global {
   }
 }
 window.panoptesLive = () => Promise.all(livePlayers().map((p) => p.stats()));
+
+// Leaving the page ends its sessions at once (keepalive DELETEs) instead of leaving the
+// server to notice the silence.
+window.addEventListener('pagehide', (e) => {
+  if (!e.persisted) for (const p of livePlayers()) p.stop();
+});
