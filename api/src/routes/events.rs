@@ -298,7 +298,8 @@ pub(crate) struct CountParams {
     cameras: Option<String>,
     /// Labels, comma-separated.
     labels: Option<String>,
-    /// `hour` (default) or `label`.
+    /// `hour` (default), `label`, or `line` (counting-line crossings per camera, line, label
+    /// and direction over the range).
     by: Option<String>,
 }
 
@@ -307,9 +308,24 @@ pub(crate) struct CountParams {
 pub(crate) struct CountDto {
     /// The hour (for `by=hour`).
     hour: Option<DateTime<Utc>>,
-    /// The label (for `by=label`).
+    /// The label (for `by=label` and `by=line`).
     label: Option<String>,
+    /// The camera (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<String>,
+    /// The counting line (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<String>,
+    /// `in` or `out` (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<String>,
     count: i64,
+}
+
+impl CountDto {
+    fn new(hour: Option<DateTime<Utc>>, label: Option<String>, count: i64) -> Self {
+        CountDto { hour, label, camera: None, line: None, direction: None, count }
+    }
 }
 
 #[utoipa::path(get, path = "/api/events/counts", tag = "events", params(CountParams),
@@ -324,13 +340,23 @@ pub(crate) async fn counts(
     let f =
         RangeFilter { from: p.from, to: p.to, cameras: cameras_param(&p.cameras)?, labels: split(&p.labels) };
     let result = match p.by.as_deref().unwrap_or("hour") {
-        "hour" => queries::counts_per_hour(&state.inner.pool, &access, &f).await.map(|v| {
-            v.into_iter().map(|c| CountDto { hour: Some(c.hour), label: None, count: c.count }).collect()
+        "hour" => queries::counts_per_hour(&state.inner.pool, &access, &f)
+            .await
+            .map(|v| v.into_iter().map(|c| CountDto::new(Some(c.hour), None, c.count)).collect()),
+        "label" => queries::counts_per_label(&state.inner.pool, &access, &f)
+            .await
+            .map(|v| v.into_iter().map(|c| CountDto::new(None, Some(c.label), c.count)).collect()),
+        "line" => queries::line_counts(&state.inner.pool, &access, &f, false).await.map(|v| {
+            v.into_iter()
+                .map(|c| CountDto {
+                    camera: Some(c.camera),
+                    line: Some(c.line_id),
+                    direction: Some(c.direction),
+                    ..CountDto::new(None, Some(c.label), c.count)
+                })
+                .collect()
         }),
-        "label" => queries::counts_per_label(&state.inner.pool, &access, &f).await.map(|v| {
-            v.into_iter().map(|c| CountDto { hour: None, label: Some(c.label), count: c.count }).collect()
-        }),
-        other => return Err(ApiError::invalid("by", format!("{other:?} is not hour or label"))),
+        other => return Err(ApiError::invalid("by", format!("{other:?} is not hour, label or line"))),
     };
     match result {
         Ok(v) => Ok(Json(v)),
