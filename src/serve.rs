@@ -302,7 +302,9 @@ pub async fn run(
     }
     info!(version = env!("CARGO_PKG_VERSION"), node = %settings.node_id, "starting Panoptes");
 
-    let db = crate::database::open(&settings, &root).await.context("opening the database")?;
+    let db = crate::database::open(&settings, &root, crate::database::ClusterUse::Owner)
+        .await
+        .context("opening the database")?;
     if let Err(e) = panoptes_storage::migrate(&db.pool).await {
         db.close().await;
         return Err(e).context("applying database migrations");

@@ -120,7 +120,13 @@ fn private_cluster_is_created_stopped_and_reused() -> TestResult {
     let log = p.log_text();
     assert!(log.contains("reusing existing PostgreSQL cluster"), "{log}");
     assert!(!log.contains("creating private PostgreSQL cluster"), "{log}");
+    // A command run next to the server uses its cluster and leaves it running.
+    let bob = user_add(&cfg, "bob");
+    assert!(bob.status.success(), "{}", String::from_utf8_lossy(&bob.stderr));
+    assert!(cluster.join("postmaster.pid").exists(), "user add stopped the server's cluster");
+    assert!(p.readyz().is_some_and(|r| r["ready"] == true), "the server lost its database");
     assert!(p.stop(SECS(60)).success());
+    assert!(!cluster.join("postmaster.pid").exists(), "the server left its cluster running");
     let again = user_add(&cfg, "alice");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{again:?}");
