@@ -30,18 +30,7 @@ fn cameras_and_users_are_managed_through_the_api() {
     let camera = Camera::start();
     let dir = scratch_dir();
     let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url)];
-    let config = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:{{port}}"
-        data_dir = "{{data_dir}}"
-        [[cameras]]
-        id = "lobby"
-        [[cameras.streams]]
-        url = "{}"
-        "#,
-        camera.url("h264-360p"),
-    );
+    let config = config_with_cameras(&[("lobby", &camera.url("h264-360p"))]);
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(SECS(60));
     let cfg = dir.path().join("panoptes.toml");

@@ -57,6 +57,28 @@ pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) -> Option<audit::
     }
 }
 
+/// Appends what `caller` did to the audit log (see [`audit`]).
+pub(crate) async fn audit_caller(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Option<audit::AuditReceipt> {
+    audit(
+        state,
+        AuditEntry {
+            actor_id: Some(caller.user.id),
+            actor_name: &caller.user.name,
+            action,
+            target,
+            details,
+            client_ip: caller.client_ip.as_deref(),
+        },
+    )
+    .await
+}
+
 fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
     let secure = if state.inner.config.secure_cookies { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(

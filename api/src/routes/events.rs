@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use panoptes_core::CameraId;
-use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::events::ReviewState;
 use panoptes_storage::queries::{self, Cursor, EventFilter, EventRow, RangeFilter, ReviewError, Verdict};
 use panoptes_storage::users::Role;
@@ -271,16 +270,12 @@ pub(crate) async fn review(
             ReviewError::NoteTooLong => ApiError::invalid("note", "at most 2000 characters"),
             ReviewError::Db(e) => e.into(),
         })?;
-    crate::routes::access::audit(
+    crate::routes::access::audit_caller(
         &state,
-        AuditEntry {
-            actor_id: Some(caller.user.id),
-            actor_name: &caller.user.name,
-            action: "review",
-            target: &id.to_string(),
-            details: json!({"verdict": body.verdict, "note": body.note, "camera": row.camera.as_str()}),
-            client_ip: caller.client_ip.as_deref(),
-        },
+        &caller,
+        "review",
+        &id.to_string(),
+        json!({"verdict": body.verdict, "note": body.note, "camera": row.camera.as_str()}),
     )
     .await;
     Ok(Json(row.into()))

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use panoptes_core::CameraId;
-use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::export::ExportError;
 use panoptes_storage::users::Role;
 use serde::{Deserialize, Serialize};
@@ -223,16 +222,12 @@ pub(crate) async fn file(
     let full = inside(&state.inner.config.data_dir, &path).ok_or(ApiError::NotFound)?;
     // One audit row per playback, not per range request.
     if first_request(&req) {
-        crate::routes::access::audit(
+        crate::routes::access::audit_caller(
             &state,
-            AuditEntry {
-                actor_id: Some(caller.user.id),
-                actor_name: &caller.user.name,
-                action: "recording_view",
-                target: &camera,
-                details: json!({"segment": id}),
-                client_ip: caller.client_ip.as_deref(),
-            },
+            &caller,
+            "recording_view",
+            &camera,
+            json!({"segment": id}),
         )
         .await;
     }
@@ -282,18 +277,8 @@ pub(crate) async fn export(
         }
     })?;
     let mut manifest = serde_json::to_value(&result.manifest).map_err(|_| ApiError::Internal)?;
-    let receipt = crate::routes::access::audit(
-        &state,
-        AuditEntry {
-            actor_id: Some(caller.user.id),
-            actor_name: &caller.user.name,
-            action: "export",
-            target: cam.as_str(),
-            details: manifest.clone(),
-            client_ip: caller.client_ip.as_deref(),
-        },
-    )
-    .await;
+    let receipt =
+        crate::routes::access::audit_caller(&state, &caller, "export", cam.as_str(), manifest.clone()).await;
     if let Some(r) = &receipt {
         if let Err(e) = panoptes_storage::export::attach_audit(&result.manifest_path, r) {
             tracing::error!(error = %e, "adding the audit entry to the export manifest failed");
@@ -331,16 +316,12 @@ pub(crate) async fn export_file(
     let scope = cameras_visible(&state, &caller.user).await?;
     visible_camera(&camera, &scope)?;
     if path.extension().is_some_and(|e| e == "mp4") && first_request(&req) {
-        crate::routes::access::audit(
+        crate::routes::access::audit_caller(
             &state,
-            AuditEntry {
-                actor_id: Some(caller.user.id),
-                actor_name: &caller.user.name,
-                action: "export_download",
-                target: &camera,
-                details: json!({ "file": file }),
-                client_ip: caller.client_ip.as_deref(),
-            },
+            &caller,
+            "export_download",
+            &camera,
+            json!({ "file": file }),
         )
         .await;
     }
