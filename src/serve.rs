@@ -426,7 +426,9 @@ pub async fn run(
         None
     };
     let http_relay_cancel = CancellationToken::new();
+    let http_cancel = CancellationToken::new();
     let api_config = panoptes_api::ApiConfig {
+        shutdown: http_cancel.clone(),
         metrics_token: settings.metrics_token.clone(),
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
@@ -442,7 +444,6 @@ pub async fn run(
     // The bound address (the configured port may be 0: any free port).
     let local_addr =
         listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| settings.listen.to_string());
-    let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %local_addr, "HTTP server listening");
 

@@ -167,6 +167,22 @@ fn cameras_and_users_are_managed_through_the_api() {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
     assert!(!audit.to_string().contains("secret"), "a password reached the audit log");
+    // A browser holding the alert stream open does not hold up a graceful shutdown.
+    let stream = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    stream
+        .post(p.url("/api/auth/login"))
+        .json(&json!({"name": "boss", "password": "a long enough password"}))
+        .send()
+        .unwrap();
+    let sse = stream.get(p.url("/api/events/stream")).send().unwrap();
+    assert_eq!(sse.status(), 200);
+    let stopping = std::time::Instant::now();
     assert!(p.stop(SECS(30)).success());
+    assert!(
+        stopping.elapsed() < SECS(10),
+        "shutdown waited {:?} for the open alert stream",
+        stopping.elapsed()
+    );
+    drop(sse);
     assert!(!p.log_text().contains("secret"), "a camera password reached the log");
 }

@@ -96,6 +96,9 @@ pub struct ApiConfig {
     pub node: Option<panoptes_core::NodeId>,
     /// The web UI's built files (`index.html` and its assets), served at `/`.
     pub ui_dir: Option<std::path::PathBuf>,
+    /// Fires when the HTTP server stops: endless responses (the alert stream) end then, so
+    /// that a graceful shutdown does not wait for browsers to hang up.
+    pub shutdown: CancellationToken,
 }
 
 /// What every handler can reach.

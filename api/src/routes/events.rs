@@ -372,26 +372,36 @@ pub(crate) async fn stream(
     let access = cameras_visible(&state, &caller.user).await?;
     let mut listener = sqlx::postgres::PgListener::connect_with(&state.inner.pool).await?;
     listener.listen("panoptes_events").await?;
-    let stream = futures::stream::unfold((listener, access), |(mut listener, access)| async move {
-        loop {
-            // `recv` reconnects by itself after a lost connection; give up only on errors it
-            // cannot recover from.
-            let n = match listener.recv().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "alert stream: listener failed");
-                    return None;
+    let shutdown = state.inner.config.shutdown.clone();
+    let stream = futures::stream::unfold((listener, access), move |(mut listener, access)| {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection; give up only on errors it
+                // cannot recover from, and when the server stops.
+                let n = tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    n = listener.recv() => n,
+                };
+                let n = match n {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert stream: listener failed");
+                        return None;
+                    }
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else { continue };
+                let visible = v["camera"]
+                    .as_str()
+                    .and_then(|c| CameraId::new(c).ok())
+                    .is_some_and(|c| access.allows(&c));
+                if !visible {
+                    continue;
                 }
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else { continue };
-            let visible =
-                v["camera"].as_str().and_then(|c| CameraId::new(c).ok()).is_some_and(|c| access.allows(&c));
-            if !visible {
-                continue;
+                let kind = v["kind"].as_str().unwrap_or("update").to_owned();
+                let ev = SseEvent::default().event(kind).data(v.to_string());
+                return Some((Ok(ev), (listener, access)));
             }
-            let kind = v["kind"].as_str().unwrap_or("update").to_owned();
-            let ev = SseEvent::default().event(kind).data(v.to_string());
-            return Some((Ok(ev), (listener, access)));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
