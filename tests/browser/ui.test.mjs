@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import UPNG from 'upng-js';
-import { REPO, Stack, uiBase, waitFor } from './ui-harness.mjs';
+import { REPO, Stack, uiBase, waitFor } from './harness.mjs';
 
 // docs/screenshots is refreshed with `make screenshots` (PANOPTES_SCREENSHOTS set); a plain
 // run takes the same screenshots into a scratch directory, leaving the tree clean.
@@ -63,7 +63,7 @@ function uiTest(name, fn) {
 
 before(async () => {
   rtsp = await stack.camera();
-  await stack.writeConfig('', `
+  await stack.writeConfig(`webrtc_udp = "127.0.0.1:0"\nui_dir = "${REPO}/web-ui/dist"`, `
 [analytics]
 enabled = true
 

@@ -2,8 +2,9 @@
 // delete the cameras made through the API. Cameras from the configuration file are shown
 // read-only. Stream credentials are write-only: the server never returns them.
 import { useState } from 'preact/hooks';
-import { ApiError, api, type Camera, type NewStream, type StreamRole, type StreamStatus } from '../api';
-import { AsyncButton, Confirm, Empty, Field, Icon, Modal, toast } from '../components/ui';
+import { api, type Camera, type NewStream, type StreamRole, type StreamStatus } from '../api';
+import { FormModal, useFormError } from '../components/FormModal';
+import { Confirm, Empty, Field, Icon, toast } from '../components/ui';
 import { fmtBitrate } from '../lib/time';
 import { cameras, camerasApi, refreshCameras, refreshStatus, status, useValue } from '../state';
 
@@ -184,12 +185,11 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
   const [analytics, setAnalytics] = useState(
     c?.analytics && Object.keys(c.analytics).length ? JSON.stringify(c.analytics, null, 2) : '',
   );
-  const [error, setError] = useState<{ field?: string; message: string } | null>(null);
+  const { error, setError, run } = useFormError();
   const setStream = (k: number, patch: Partial<StreamDraft>) =>
     setStreams(streams.map((s) => (s.key === k ? { ...s, ...patch } : s)));
 
-  const save = async () => {
-    setError(null);
+  const save = () => run(async () => {
     let parsedAnalytics: Record<string, unknown> | null = null;
     if (analytics.trim()) {
       try {
@@ -207,46 +207,29 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
       if (s.password) out.password = s.password;
       return out;
     });
-    try {
-      if (c) {
-        // A stream sent without username/password keeps its stored login; null analytics
-        // removes them.
-        await api.updateCamera(c.id, { name: name.trim(), enabled, streams: body, analytics: parsedAnalytics });
-      } else {
-        const created: Parameters<typeof api.createCamera>[0] = { id: id.trim(), name: name.trim() || id.trim(), enabled, streams: body };
-        if (parsedAnalytics) created.analytics = parsedAnalytics;
-        await api.createCamera(created);
-      }
-      toast(c ? `Saved ${name}` : `Added ${name || id}`, 'ok');
-      await p.onSaved();
-    } catch (e) {
-      if (e instanceof ApiError) setError({ field: e.field, message: e.message });
-      else setError({ message: String(e) });
+    if (c) {
+      // A stream sent without username/password keeps its stored login; null analytics
+      // removes them.
+      await api.updateCamera(c.id, { name: name.trim(), enabled, streams: body, analytics: parsedAnalytics });
+    } else {
+      const created: Parameters<typeof api.createCamera>[0] = { id: id.trim(), name: name.trim() || id.trim(), enabled, streams: body };
+      if (parsedAnalytics) created.analytics = parsedAnalytics;
+      await api.createCamera(created);
     }
-  };
+    toast(c ? `Saved ${name}` : `Added ${name || id}`, 'ok');
+    await p.onSaved();
+  });
 
   return (
-    <Modal
+    <FormModal
       title={c ? `Edit ${c.name}` : 'Add camera'}
-      onClose={p.onClose}
-      wide
       testid="camera-form"
-      footer={
-        <>
-          {error && !['id', 'name'].includes(error.field ?? '') && !error.field?.startsWith('analytics') && (
-            <div class="form-error foot-error" role="alert">
-              {error.field ? `${error.field}: ` : ''}
-              {error.message}
-            </div>
-          )}
-          <button class="btn" onClick={p.onClose}>
-            Cancel
-          </button>
-          <AsyncButton class="btn primary" onClick={save}>
-            {c ? 'Save' : 'Add camera'}
-          </AsyncButton>
-        </>
-      }
+      wide
+      saveLabel={c ? 'Save' : 'Add camera'}
+      error={error}
+      atField={(f) => f === 'id' || f === 'name' || f.startsWith('analytics')}
+      onSave={save}
+      onClose={p.onClose}
     >
       <div class="form-grid">
         <Field label="Id" hint="Letters, digits, - and _; cannot change later" error={error?.field === 'id' ? error.message : null}>
@@ -339,6 +322,6 @@ function CameraForm(p: { camera: Camera | null; onClose: () => void; onSaved: ()
         Roles: <b>record</b> writes to disk, <b>live</b> plays in the focused view, <b>grid</b> plays in wall tiles (use a
         small H.264 sub stream), <b>detect</b> feeds the analytics.
       </p>
-    </Modal>
+    </FormModal>
   );
 }

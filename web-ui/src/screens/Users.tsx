@@ -1,7 +1,8 @@
 // User administration: roles, camera grants, disabling, passwords.
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, type Role, type User } from '../api';
-import { AsyncButton, Confirm, Empty, Field, Icon, Modal, Spinner, toast } from '../components/ui';
+import { api, type Role, type User } from '../api';
+import { FormModal, useFormError } from '../components/FormModal';
+import { AsyncButton, Confirm, Empty, Field, Icon, Spinner, toast } from '../components/ui';
 import { invalidateUsers } from '../lib/people';
 import { fmtDateTime } from '../lib/time';
 import { cameraName, cameras, me, useValue } from '../state';
@@ -154,47 +155,29 @@ function UserForm(p: { user: User | null; isSelf: boolean; onClose: () => void; 
   const [role, setRole] = useState<Role>(u?.role ?? 'viewer');
   const [grants, setGrants] = useState<string[]>(u?.cameras ?? []);
   const [disabled, setDisabled] = useState(u?.disabled ?? false);
-  const [error, setError] = useState<{ field?: string; message: string } | null>(null);
+  const { error, run } = useFormError();
 
-  const save = async () => {
-    setError(null);
-    try {
-      if (u) {
-        const patch: Parameters<typeof api.updateUser>[1] = { role, cameras: grants, disabled };
-        if (password) patch.password = password;
-        await api.updateUser(u.id, patch);
-      } else {
-        await api.createUser({ name: name.trim(), password, role, cameras: grants });
-      }
-      toast(u ? `Saved ${u.name}` : `Added ${name}`, 'ok');
-      await p.onSaved();
-    } catch (e) {
-      if (e instanceof ApiError) setError({ field: e.field, message: e.message });
-      else setError({ message: String(e) });
+  const save = () => run(async () => {
+    if (u) {
+      const patch: Parameters<typeof api.updateUser>[1] = { role, cameras: grants, disabled };
+      if (password) patch.password = password;
+      await api.updateUser(u.id, patch);
+    } else {
+      await api.createUser({ name: name.trim(), password, role, cameras: grants });
     }
-  };
+    toast(u ? `Saved ${u.name}` : `Added ${name}`, 'ok');
+    await p.onSaved();
+  });
 
   return (
-    <Modal
+    <FormModal
       title={u ? `Edit ${u.name}` : 'Add user'}
-      onClose={p.onClose}
       testid="user-form"
-      footer={
-        <>
-          {error && !['name', 'password'].includes(error.field ?? '') && (
-            <div class="form-error foot-error" role="alert">
-              {error.field ? `${error.field}: ` : ''}
-              {error.message}
-            </div>
-          )}
-          <button class="btn" onClick={p.onClose}>
-            Cancel
-          </button>
-          <AsyncButton class="btn primary" onClick={save}>
-            {u ? 'Save' : 'Add user'}
-          </AsyncButton>
-        </>
-      }
+      saveLabel={u ? 'Save' : 'Add user'}
+      error={error}
+      atField={(f) => f === 'name' || f === 'password'}
+      onSave={save}
+      onClose={p.onClose}
     >
       <div class="form-grid">
         <Field label="Name" error={error?.field === 'name' ? error.message : null}>
@@ -249,6 +232,6 @@ function UserForm(p: { user: User | null; isSelf: boolean; onClose: () => void; 
           log in)
         </label>
       )}
-    </Modal>
+    </FormModal>
   );
 }
