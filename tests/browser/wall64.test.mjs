@@ -11,90 +11,24 @@
 // Run through tests/browser/run.sh (network namespace, private PostgreSQL cluster).
 // Environment: PANOPTES_BIN, PANOPTES_CLIPS (scripts/setup.sh's env.sh), CHROMIUM,
 // KEEP_TEST_DIR, WALL64_RESULTS (optional: a JSON file for the figures).
-//
-// The set-up is written out here rather than shared, on purpose: it is short, and this file
-// must not depend on the other tests' harnesses.
+
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { PASSWORD, REPO, Stack, waitFor } from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.PANOPTES_BIN;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const PASSWORD = 'correct horse battery staple';
-const METRICS_TOKEN = 'wall64-metrics';
 const CAMERAS = 64;
 const PER_PAGE = 16;
 const PAGES = CAMERAS / PER_PAGE;
 
 const figures = { pages: [] };
-const children = [];
-let dir, base, admin, browser, page;
+const stack = new Stack('wall64');
+let base, admin, page;
 
-/** Polls `cond` until it returns a truthy value or `limitMs` passes. */
-async function waitFor(what, limitMs, cond, everyMs = 100) {
-  const end = Date.now() + limitMs;
-  let last;
-  for (;;) {
-    try {
-      last = await cond();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${limitMs} ms waiting for ${what} (last: ${JSON.stringify(last)?.slice(0, 600) ?? last})`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-function panoptesEnv() {
-  const e = { ...process.env, PANOPTES_METRICS_TOKEN: METRICS_TOKEN };
-  delete e.PANOPTES_DATABASE_URL;
-  delete e.PANOPTES_CONFIG;
-  delete e.RUST_LOG;
-  return e;
-}
-
-function start(cmd, args, opts, logName) {
-  const log = fs.openSync(path.join(dir, logName), 'a');
-  const child = spawn(cmd, args, { ...opts, stdio: ['ignore', opts.stdoutPipe ? 'pipe' : log, log] });
-  children.push(child);
-  return child;
-}
-
-async function apiJson(url) {
-  const r = await fetch(`${base}${url}`, { headers: { cookie: admin.cookie, 'x-csrf-token': admin.csrf } });
-  const text = await r.text();
-  assert.equal(r.status, 200, `GET ${url}: ${r.status} ${text}`);
-  return JSON.parse(text);
-}
-
-async function metric(name) {
-  const r = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
-  return (await r.text())
-    .split('\n')
-    .filter((l) => l.startsWith(name))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
+const apiJson = (url) => stack.json(admin, url);
+const metric = (name) => stack.metric(name);
 
 /** The camera ids of the tiles on screen, in order. */
 const tiles = () => page.$$eval('[data-testid=tile]', (els) => els.map((e) => e.getAttribute('data-camera')));
@@ -126,26 +60,8 @@ async function allPlaying(cams, limitMs) {
 }
 
 before(async () => {
-  assert.ok(BIN && fs.existsSync(BIN), `PANOPTES_BIN must name the panoptes binary (got ${BIN})`);
   assert.ok(fs.existsSync(path.join(REPO, 'web-ui/dist/index.html')), 'web-ui/dist is missing: npm run build in web-ui');
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'panoptes-wall64-'));
-  fs.chmodSync(dir, 0o755); // the private cluster runs as the postgres user
-
-  const cam = start('/usr/bin/python3', [path.join(REPO, 'scripts/test-camera.py'), '--port', '0', '--bind', '127.0.0.1'],
-    { env: process.env, stdoutPipe: true }, 'camera.log');
-  const rtsp = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('test camera did not start')), 30000);
-    readline.createInterface({ input: cam.stdout }).on('line', (l) => {
-      if (l.startsWith('READY ')) {
-        clearTimeout(timer);
-        resolve(l.slice(6).trim());
-      }
-    });
-    cam.on('exit', (c) => reject(new Error(`test camera exited ${c}`)));
-  });
-
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
+  const rtsp = await stack.camera();
   let cameras = '';
   for (let i = 1; i <= CAMERAS; i++) {
     const id = `cam${String(i).padStart(2, '0')}`;
@@ -159,33 +75,11 @@ url = "${rtsp}/h264-360p"
 roles = ["live", "grid"]
 `;
   }
-  const config = path.join(dir, 'panoptes.toml');
-  fs.writeFileSync(config, `
-[server]
-listen = "127.0.0.1:${port}"
-data_dir = "${dir}/data"
-metrics_token_env = "PANOPTES_METRICS_TOKEN"
-webrtc_udp = "127.0.0.1:0"
-ui_dir = "${REPO}/web-ui/dist"
-
-[analytics]
-enabled = false
-${cameras}`);
-  const u = spawnSync(BIN, ['user', 'add', 'tester', '--role', 'admin', '--config', config], {
-    input: `${PASSWORD}\n`, env: panoptesEnv(), encoding: 'utf8', timeout: 120000,
-  });
-  assert.equal(u.status, 0, `user add: ${u.stderr}`);
-  start(BIN, ['serve', '--config', config], { env: panoptesEnv() }, 'panoptes.log');
-  await waitFor('Panoptes to be ready', 90000, async () => (await (await fetch(`${base}/readyz`)).json()).ready);
-
-  const r = await fetch(`${base}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'tester', password: PASSWORD }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 200, `login: ${text}`);
-  admin = { cookie: r.headers.get('set-cookie').split(';')[0], csrf: JSON.parse(text).csrf_token };
+  await stack.writeConfig(`webrtc_udp = "127.0.0.1:0"\nui_dir = "${REPO}/web-ui/dist"`, `[analytics]\nenabled = false\n${cameras}`);
+  base = stack.base;
+  stack.addUser('tester', 'admin');
+  await stack.serve();
+  admin = await stack.login('tester');
   const t0 = Date.now();
   await waitFor(`all ${CAMERAS} camera streams to stream`, 60000, async () => {
     const list = await apiJson('/api/cameras/status');
@@ -193,18 +87,8 @@ ${cameras}`);
   }, 500);
   figures.allStreamingAfterReadyMs = Date.now() - t0;
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
-      '--use-fake-ui-for-media-stream',
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: base }); // ICE on loopback
+  await stack.launchBrowser();
+  const context = await stack.context({ viewport: { width: 1280, height: 800 } });
   // Long tasks of the main thread from the first script on.
   await context.addInitScript(() => {
     window.__longTasks = [];
@@ -218,17 +102,7 @@ ${cameras}`);
 after(async () => {
   console.log(`figures: ${JSON.stringify(figures)}`);
   if (process.env.WALL64_RESULTS) fs.writeFileSync(process.env.WALL64_RESULTS, JSON.stringify(figures, null, 2));
-  await browser?.close().catch(() => {});
-  for (const c of children.reverse()) {
-    if (c.exitCode !== null || c.signalCode !== null) continue;
-    await new Promise((r) => {
-      const t = setTimeout(() => { c.kill('SIGKILL'); r(); }, 30000);
-      c.on('exit', () => { clearTimeout(t); r(); });
-      c.kill('SIGTERM');
-    });
-  }
-  if (process.env.KEEP_TEST_DIR) console.log(`kept ${dir}`);
-  else if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await stack.close();
 });
 
 test('the wall with 64 cameras: 4 pages of 16, every tile plays, paging frees the sessions, no long freeze', async () => {
@@ -298,7 +172,7 @@ test('the wall with 64 cameras: 4 pages of 16, every tile plays, paging frees th
     figures.worstLongTaskMs = Math.max(0, ...longTasks);
     assert.ok(figures.worstLongTaskMs < 500, `the main thread blocked for ${figures.worstLongTaskMs} ms`);
   } catch (e) {
-    const file = path.join(dir, 'failed-wall64.png');
+    const file = path.join(stack.dir, 'failed-wall64.png');
     await page?.screenshot({ path: file }).catch(() => {});
     console.log(`screenshot of the failure: ${file} (KEEP_TEST_DIR=1 keeps it)`);
     throw e;
