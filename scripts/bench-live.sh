@@ -9,10 +9,15 @@
 #
 # Needs root, scripts/setup.sh done, gstreamer1.0-nice and gir1.2-gst-plugins-bad-1.0.
 # PROFILE=release (default debug) picks the build of panoptes and live_load. WEBRTCBIN=1 also
-# runs the GStreamer reference relay (scripts/bench-webrtcbin.py). The viewers are str0m
+# runs the GStreamer reference relay (scripts/bench-webrtcbin.py; GST_DEFAULTS=1 keeps
+# libnice's ICE-TCP and UPnP, which the reference turns off by default). The viewers are str0m
 # clients (api/examples/live_load.rs: also reads the relay delay) or, with CLIENT=aiortc,
 # aiortc clients (scripts/bench-client.py, installed from PyPI into a venv in the cache),
-# which both relays accept: str0m's DTLS refuses webrtcbin's RSA certificate.
+# which both relays accept: str0m's DTLS refuses webrtcbin's RSA certificate. The aiortc
+# viewers run in worker processes of PER_PROC (default 10) viewers each; it prints, per
+# relay and count, CPU, frames/s per viewer (min/median), the client's CPU, UDP drops and
+# the delay inside each relay, then the ratio table. BENCH_JSON=FILE also keeps the rows
+# (with every viewer's frames/s and timestamp gaps). BENCH_LOG sets Panoptes' log filter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${1:-1,10,50}
@@ -78,7 +83,7 @@ data_dir = "$work/data"
 metrics_token_env = "BENCH_METRICS_TOKEN"
 webrtc_udp = "10.213.0.1:0"
 [log]
-filter = "warn"
+filter = "${BENCH_LOG:-warn}"
 [[cameras]]
 id = "lobby"
 [[cameras.streams]]
@@ -95,7 +100,7 @@ pids+=($panoptes)
 wait_for 90 curl -sf http://127.0.0.1:18080/readyz
 
 if [[ "${WEBRTCBIN:-}" == 1 ]]; then
-    /usr/bin/python3 scripts/bench-webrtcbin.py --rtsp "$rtsp" --port 18081 --bind 127.0.0.1 \
+    /usr/bin/python3 scripts/bench-webrtcbin.py --rtsp "$rtsp" --port 18081 --bind 127.0.0.1 ${GST_DEFAULTS:+--gst-defaults} \
         >"$work/gst.out" 2>"$work/gst.log" &
     gst=$!
     pids+=($gst)
@@ -104,16 +109,13 @@ fi
 sleep 3  # the relays receiving the stream
 
 if [[ "${CLIENT:-str0m}" == aiortc ]]; then
-    py=$AIORTC_VENV/bin/python
-    echo "## Panoptes (str0m relay, $PROFILE build), aiortc viewers, $SECS s per measurement, 720p 25 fps"
-    "$py" scripts/bench-client.py --whep http://127.0.0.1:18080/api/live/lobby/main/whep --pid "$panoptes" \
-        --login http://127.0.0.1:18080 bench bench-password --viewers "$VIEWERS" --secs "$SECS"
-    if [[ "${WEBRTCBIN:-}" == 1 ]]; then
-        echo
-        echo "## GStreamer webrtcbin relay (rtph264pay + webrtcbin per viewer), aiortc viewers, same stream"
-        "$py" scripts/bench-client.py --whep http://127.0.0.1:18081/whep --pid "$gst" \
-            --viewers "$VIEWERS" --secs "$SECS"
-    fi
+    # One client run measures both relays at each viewer count in turn (same conditions).
+    relays=(--relay "name=Panoptes,whep=http://127.0.0.1:18080/api/live/lobby/main/whep,pid=$panoptes,login=http://127.0.0.1:18080|bench|bench-password,metrics=http://127.0.0.1:18080|bench")
+    [[ "${WEBRTCBIN:-}" == 1 ]] &&
+        relays+=(--relay "name=webrtcbin,whep=http://127.0.0.1:18081/whep,pid=$gst,delay=http://127.0.0.1:18081/delay")
+    echo "## Panoptes (str0m relay, $PROFILE build)${WEBRTCBIN:+ and GStreamer webrtcbin}, aiortc viewers, $SECS s per measurement, 720p 25 fps"
+    "$AIORTC_VENV/bin/python" scripts/bench-client.py "${relays[@]}" --viewers "$VIEWERS" --secs "$SECS" \
+        --per-proc "${PER_PROC:-10}" ${BENCH_JSON:+--json "$BENCH_JSON"}
     exit 0
 fi
 

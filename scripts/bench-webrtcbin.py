@@ -9,7 +9,9 @@ compare CPU per viewer with Panoptes' str0m relay on the same stream in the same
     /usr/bin/python3 scripts/bench-webrtcbin.py --rtsp URL --port PORT
 
 POST /whep (application/sdp offer) -> 201 + answer (ICE candidates included, no trickle) and
-Location /whep/N; DELETE /whep/N ends it. Prints "READY" when the HTTP server listens.
+Location /whep/N; DELETE /whep/N ends it. GET /delay?secs=S&sample=K measures the delay
+inside the relay for S seconds on K viewers (see Relay.measure_delay) and answers JSON.
+Errors and warnings of the pipeline go to stderr. Prints "READY" when the HTTP server listens.
 libnice offers no loopback candidates: run it where a non-loopback interface exists (the
 benchmark script makes a veth pair inside its own network namespace).
 
@@ -23,11 +25,14 @@ the fingerprint webrtcbin writes in its answer. BENCH_DEBUG=1 prints the answers
 """
 
 import argparse
+import json
 import os
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import gi
 
@@ -40,7 +45,8 @@ Gst.init(None)
 
 
 class Relay:
-    def __init__(self, rtsp):
+    def __init__(self, rtsp, gst_defaults=False):
+        self.gst_defaults = gst_defaults
         self.pipe = Gst.parse_launch(
             f"rtspsrc location={rtsp} protocols=tcp latency=0 ! rtph264depay ! "
             "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! "
@@ -50,7 +56,25 @@ class Relay:
 
         self.viewers = {}
         self.next_id = 0
+        bus = self.pipe.get_bus()
+        bus.add_signal_watch()
+        bus.connect("message::error", self.on_bus)
+        bus.connect("message::warning", self.on_bus)
         self.pipe.set_state(Gst.State.PLAYING)
+
+    @staticmethod
+    def lean_agent(_bin, _sub, element):
+        factory = element.get_factory()
+        if factory and factory.get_name() in ("nicesrc", "nicesink"):
+            agent = element.get_property("agent")
+            if agent is not None and agent.get_property("upnp"):
+                agent.set_property("upnp", False)
+                agent.set_property("ice-tcp", False)
+
+    @staticmethod
+    def on_bus(_bus, msg):
+        err, dbg = msg.parse_error() if msg.type == Gst.MessageType.ERROR else msg.parse_warning()
+        print(f"bench-webrtcbin: {msg.src.get_name()}: {err.message} ({dbg})", file=sys.stderr, flush=True)
 
     def add(self, offer_text):
         """Runs on the GLib main loop. Returns (id, answer) through a callback."""
@@ -68,6 +92,14 @@ class Relay:
         pay.set_property("aggregate-mode", "zero-latency")
         wrtc = Gst.ElementFactory.make("webrtcbin")
         wrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+        if not self.gst_defaults:
+            # As Panoptes: ICE over UDP only. libnice's defaults also gather TCP candidates
+            # (more sockets per viewer) and start a UPnP IGD discovery per agent (a thread, a
+            # GUPnP context and an HTTP server socket per viewer). The agent is reached
+            # through the nicesrc/nicesink webrtcbin creates with the transport, before
+            # gathering starts: reading webrtcbin's `ice-agent` from Python broke the
+            # agent's reference count (CRITICALs, then no transport).
+            wrtc.connect("deep-element-added", self.lean_agent)
         for e in (q, pay, wrtc):
             self.pipe.add(e)
         q.link(pay)
@@ -75,10 +107,16 @@ class Relay:
             f"application/x-rtp,media=video,encoding-name=H264,payload={pt},clock-rate=90000"
         )
         pay.link_filtered(wrtc, caps)
+        # The branch must be PLAYING, downstream first, before the tee pushes into it: a
+        # buffer reaching a pad that is not active yet returns FLUSHING, the queue keeps
+        # that result, and the tee hands it upstream at its next push (it stops at any
+        # result but OK and NOT_LINKED), which pauses rtspsrc's tasks for good: every
+        # viewer's media stops. Linking first and syncing after stalled the relay at a
+        # random viewer (seen from the 7th on; every run with 40 or 50 viewers).
+        for e in (wrtc, pay, q):
+            e.sync_state_with_parent()
         tee_pad = self.tee.request_pad_simple("src_%u")
         tee_pad.link(q.get_static_pad("sink"))
-        for e in (q, pay, wrtc):
-            e.sync_state_with_parent()
         self.viewers[vid] = (q, pay, wrtc, tee_pad)
         done = threading.Event()
         result = {}
@@ -131,14 +169,124 @@ class Relay:
         tee_pad.add_probe(Gst.PadProbeType.IDLE, idle)
         return True
 
+    def measure_delay(self, secs, sample):
+        """Delay inside the relay, measured for `secs` seconds on up to `sample` viewers spread
+        over the connected ones (0: all), one viewer at a time (secs/sample each): from the
+        moment a frame enters the tee (RTSP received, depayloaded, parsed: a complete frame,
+        as in Panoptes' gateway) to the moment the last RTP packet of that frame (marker
+        bit), SRTP-protected, reaches the viewer's nicesink, which hands it to the kernel
+        (sendmsg) at once. Also reported: tee to the payloader's last packet (before rtpbin,
+        SRTP and DTLS). Pad probes run Python for every packet of the viewer they watch, in
+        that viewer's streaming threads: they are attached only for this window, never while
+        the CPU is measured, and to one viewer at a time, because probing 10 viewers at once
+        made the delay measured at 10 viewers ~5x larger (p50 6-7 ms instead of 1.1-1.7 ms:
+        ten threads queueing for Python's lock). Called from an HTTP thread (adding and
+        removing probes is thread-safe)."""
+        tee_in = {}  # frame PTS -> monotonic ns when it entered the tee
+        sent, paid = [], []
+        vids = sorted(self.viewers)
+        if 0 < sample < len(vids):
+            vids = [vids[i * len(vids) // sample] for i in range(sample)]
+        kinds = Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST
+
+        def buffers(info):
+            if info.type & Gst.PadProbeType.BUFFER_LIST:
+                lst = info.get_buffer_list()
+                return [lst.get(i) for i in range(lst.length())]
+            return [info.get_buffer()]
+
+        def on_tee(_pad, info):
+            buf = info.get_buffer()
+            if buf is not None:
+                tee_in[buf.pts] = time.monotonic_ns()
+            return Gst.PadProbeReturn.OK
+
+        teesink = self.tee.get_static_pad("sink")
+        tee_probe = teesink.add_probe(Gst.PadProbeType.BUFFER, on_tee)
+        time.sleep(0.5)  # frames already in the branches entered the tee unseen
+        sampled = 0
+        for vid in vids:
+            v = self.viewers.get(vid)
+            if v is None:
+                continue
+            _q, pay, wrtc, _tp = v
+            sinks = find_all(wrtc, "nicesink")
+            if not sinks:
+                continue
+            sampled += 1
+            pt = pay.get_property("pt")
+            rtp_pts = {}  # RTP timestamp -> frame PTS, for this viewer's payloader
+
+            def on_pay(_pad, info, rtp_pts=rtp_pts):
+                now = time.monotonic_ns()
+                for buf in buffers(info):
+                    hdr = buf.extract_dup(0, 12)
+                    rtp_pts[int.from_bytes(hdr[4:8], "big")] = buf.pts
+                    if hdr[1] & 0x80 and buf.pts in tee_in:
+                        paid.append(now - tee_in[buf.pts])
+                return Gst.PadProbeReturn.OK
+
+            def on_send(_pad, info, rtp_pts=rtp_pts, pt=pt):
+                now = time.monotonic_ns()
+                for buf in buffers(info):
+                    hdr = buf.extract_dup(0, 12)
+                    # RTP version 2, this payload type, marker bit: the frame's last packet
+                    # (STUN, DTLS and RTCP packets fail one of these tests).
+                    if len(hdr) < 12 or hdr[0] >> 6 != 2 or hdr[1] != (0x80 | pt):
+                        continue
+                    pts = rtp_pts.get(int.from_bytes(hdr[4:8], "big"))
+                    if pts is not None and pts in tee_in:
+                        sent.append(now - tee_in[pts])
+                return Gst.PadProbeReturn.OK
+
+            src = pay.get_static_pad("src")
+            probes = [(src, src.add_probe(kinds, on_pay))]
+            for sink in sinks:
+                pad = sink.get_static_pad("sink")
+                probes.append((pad, pad.add_probe(kinds, on_send)))
+            time.sleep(secs / len(vids))
+            for pad, pid in probes:
+                pad.remove_probe(pid)
+        teesink.remove_probe(tee_probe)
+        return {
+            "viewers": len(self.viewers),
+            "sampled": sampled,
+            "frames": len(sent),
+            "sent_ms": quantiles(sent),
+            "payloaded_ms": quantiles(paid),
+        }
+
+
+def quantiles(ns):
+    if not ns:
+        return None
+    v = sorted(ns)
+    q = lambda p: round(v[min(len(v) - 1, int(p * len(v)))] / 1e6, 2)  # noqa: E731
+    return {"p50": q(0.5), "p99": q(0.99), "max": round(v[-1] / 1e6, 2), "mean": round(sum(v) / len(v) / 1e6, 2)}
+
+
+def find_all(binobj, factory):
+    found, it = [], binobj.iterate_recurse()
+    while True:
+        res, e = it.next()
+        if res == Gst.IteratorResult.OK:
+            if e.get_factory() and e.get_factory().get_name() == factory:
+                found.append(e)
+        elif res == Gst.IteratorResult.RESYNC:
+            found, _ = [], it.resync()
+        else:
+            return found
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rtsp", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--gst-defaults", action="store_true",
+                    help="keep libnice's ICE-TCP candidates and UPnP discovery (on by default)")
     args = ap.parse_args()
-    relay = Relay(args.rtsp)
+    relay = Relay(args.rtsp, args.gst_defaults)
     loop = GLib.MainLoop()
 
     def on_main(fn):
@@ -179,6 +327,22 @@ def main():
             self.send_header("content-length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
+
+        def do_GET(self):
+            url = urlsplit(self.path)
+            if url.path != "/delay":
+                self.send_response(404)
+                self.end_headers()
+                return
+            q = parse_qs(url.query)
+            body = json.dumps(
+                relay.measure_delay(float(q.get("secs", ["10"])[0]), int(q.get("sample", ["10"])[0]))
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_DELETE(self):
             try:
