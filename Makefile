@@ -13,7 +13,7 @@ export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 # Where the demo's web server listens.
 DEMO_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: setup demo test lint build config-docs
+.PHONY: setup demo test lint build config-docs screenshots
 
 setup:
 	scripts/setup.sh
@@ -35,3 +35,10 @@ test: setup lint
 config-docs:
 	cargo run -q -- config-reference > "$(CACHE)/config-reference.md"
 	python3 -c 'import sys; p="docs/configuration.md"; s=open(p).read(); b="<!-- BEGIN GENERATED REFERENCE -->\n"; e="<!-- END GENERATED REFERENCE -->"; r=open(sys.argv[1]).read(); open(p,"w").write(s[:s.index(b)+len(b)]+r+s[s.index(e):])' "$(CACHE)/config-reference.md"
+
+# Refreshes docs/screenshots/ with the web UI test's screenshots (a normal run keeps them in
+# a scratch directory).
+screenshots: setup
+	source "$(CACHE)/env.sh" && cargo build --locked --quiet --bin panoptes && \
+	  PANOPTES_SCREENSHOTS="$(CURDIR)/docs/screenshots" PANOPTES_BIN="$(CARGO_TARGET_DIR)/debug/panoptes" \
+	  tests/browser/run.sh tests/browser/ui.test.mjs

@@ -19,6 +19,9 @@ else
   cargo test --locked --workspace --no-fail-fast || status=$?
 fi
 
+echo "run-tests: web UI unit tests (web-ui, vitest)"
+npm test --prefix web-ui --silent || status=$?
+
 echo "run-tests: browser tests (tests/browser, headless Chromium)"
 cargo build --locked --quiet --bin panoptes
 PANOPTES_BIN="${CARGO_TARGET_DIR:-target}/debug/panoptes" tests/browser/run.sh || status=$?

@@ -31,6 +31,8 @@ APT_PACKAGES=(
     gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-rtsp
     # database, browser tests, tools
     postgresql chromium curl unzip ca-certificates python3-venv
+    # MQTT broker the notification tests start on a port of their own
+    mosquitto
 )
 
 # ONNX Runtime shared library, taken from the PyPI wheel. The library inside
@@ -275,6 +277,37 @@ else
     npm ci --prefix "$browser_dir" --no-audit --no-fund --loglevel=error ||
         die "npm ci failed in $browser_dir"
     printf '%s\n' "$lock_sum" > "$stamp"
+fi
+
+# --- 6b. web UI (web-ui/ → web-ui/dist, served by the binary at /) ----------------------------
+# npm ci only when package-lock.json changed; the build only when a source is newer than the
+# last build (dist is git-ignored). `npm run build` type-checks (tsc --noEmit, strict) first.
+
+web_dir=$(cd "$script_dir/../web-ui" && pwd)
+web_lock_sum=$(sha256_of "$web_dir/package-lock.json")
+web_stamp=$web_dir/node_modules/.panoptes-lock-sha256
+if [[ -f "$web_stamp" && "$(cat "$web_stamp")" == "$web_lock_sum" ]]; then
+    log "web UI npm packages: up to date"
+else
+    command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer with npm"
+    log "web UI npm packages: npm ci --prefix web-ui"
+    npm ci --prefix "$web_dir" --no-audit --no-fund --loglevel=error ||
+        die "npm ci failed in $web_dir"
+    printf '%s\n' "$web_lock_sum" > "$web_stamp"
+fi
+build_stamp=$web_dir/dist/.panoptes-build
+if [[ -f "$build_stamp" && "$(cat "$build_stamp")" == "$web_lock_sum" ]] &&
+    [[ -z "$(find "$web_dir/src" "$web_dir/public" "$web_dir/index.html" "$web_dir/vite.config.ts" \
+        "$web_dir/tsconfig.json" "$web_dir/package.json" -newer "$build_stamp" -print -quit)" ]]; then
+    log "web UI: web-ui/dist up to date"
+else
+    log "web UI: building web-ui/dist (npm run build)"
+    npm run --prefix "$web_dir" build --silent >/dev/null || {
+        # Show the type errors or build failure.
+        npm run --prefix "$web_dir" build >&2 || true
+        die "web UI build failed"
+    }
+    printf '%s\n' "$web_lock_sum" > "$build_stamp"
 fi
 
 # --- 6c. Schemathesis (PyPI) for tests/schemathesis.rs ------------------------------------

@@ -1,5 +1,6 @@
-//! The running set of cameras, applied from configuration: at start, and again on every
-//! reload (SIGHUP), touching only the cameras whose settings changed.
+//! The running set of cameras, applied from the configuration file and the cameras added
+//! through the API: at start, on every reload (SIGHUP) and on every change through the API,
+//! touching only the cameras whose settings changed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -162,6 +163,10 @@ impl Cameras {
     /// Makes the running set match `wanted`.
     pub async fn apply(&mut self, wanted: &[ResolvedCamera]) -> ChangeReport {
         let mut report = ChangeReport::default();
+        // Writers of cameras stopped or replaced earlier have closed their segments by now
+        // (or will at shutdown): forget those that have, so changes made through the API
+        // over months do not pile up handles.
+        self.recorders.retain(|(_, _, handle)| !handle.is_finished());
         let wanted_ids: BTreeMap<&CameraId, &ResolvedCamera> = wanted.iter().map(|c| (&c.id, c)).collect();
         let gone: Vec<CameraId> =
             self.current.keys().filter(|id| !wanted_ids.contains_key(id)).cloned().collect();

@@ -128,7 +128,7 @@ fn with_database<T>(
     let _guard = crate::telemetry::init(&settings.config.log)?;
     runtime()?.block_on(async {
         let cancel = crate::shutdown::on_signals();
-        let db = crate::database::open(settings, &cancel).await?;
+        let db = crate::database::open(settings, &cancel, crate::database::ClusterUse::Guest).await?;
         let result = async {
             panoptes_storage::migrate(&db.pool).await.context("applying migrations")?;
             f(&db.pool).await

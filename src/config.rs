@@ -34,6 +34,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Object and face detection on each camera's detect stream.
     pub analytics: AnalyticsSettings,
+    /// Publishing events, object counts, camera status and availability to an MQTT broker.
+    pub mqtt: MqttConfig,
+    /// HTTP endpoints that receive events (`[[webhooks]]` tables).
+    pub webhooks: Vec<WebhookConfig>,
     /// The cameras (`[[cameras]]` tables).
     pub cameras: Vec<CameraConfig>,
 }
@@ -60,13 +64,17 @@ pub struct ServerConfig {
     /// (directly or through a proxy).
     pub secure_cookies: bool,
     /// UDP address of the WebRTC live relay (WHEP): every viewer shares this one socket
-    /// and port. Browsers must reach it over UDP (ICE over TCP is not supported). Empty
-    /// switches live view off.
+    /// and port. Empty switches UDP off; with `webrtc_tcp` empty too, live view is off.
     pub webrtc_udp: String,
+    /// TCP address of the WebRTC live relay, for browsers on networks that block UDP (ICE
+    /// over TCP: passive host candidates, RFC 4571 framing), e.g. `0.0.0.0:8189` (TCP and
+    /// UDP ports are separate, so it may be the UDP port's number). Empty (the default)
+    /// means no TCP. With both set, browsers get both candidates and prefer UDP.
+    pub webrtc_tcp: String,
     /// IP addresses given to browsers as the relay's ICE candidates, with the port of
-    /// `webrtc_udp` (e.g. the public address behind NAT with that port forwarded). Empty
-    /// means the bound address, or 127.0.0.1 and the default route's address when bound
-    /// to 0.0.0.0.
+    /// `webrtc_udp` and of `webrtc_tcp` (e.g. the public address behind NAT with those
+    /// ports forwarded). Empty means the bound address, or 127.0.0.1 and the default
+    /// route's address when bound to 0.0.0.0.
     pub webrtc_advertise: Vec<String>,
     /// Directory of the built web UI (`index.html` and assets), served at `/`. A relative
     /// path is taken from the working directory. Without an `index.html` there, only the
@@ -85,6 +93,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             secure_cookies: false,
             webrtc_udp: "0.0.0.0:8189".into(),
+            webrtc_tcp: String::new(),
             webrtc_advertise: Vec::new(),
             ui_dir: PathBuf::from("web-ui/dist"),
         }
@@ -176,6 +185,117 @@ impl Default for AnalyticsSettings {
             labels: ["person", "face", "bicycle", "car", "motorcycle", "bus", "truck"]
                 .map(String::from)
                 .to_vec(),
+        }
+    }
+}
+
+/// `[mqtt]`: events, active-object counts, camera status and availability published to an
+/// MQTT broker (topics in `docs/integrations.md`). Only this node's cameras are published.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct MqttConfig {
+    /// Publish to MQTT at all.
+    pub enabled: bool,
+    /// Broker host name or IP address (no `mqtt://`).
+    pub host: String,
+    /// Broker port (8883 is usual with `tls`).
+    pub port: u16,
+    /// Client id; brokers need it unique. Empty means `panoptes-<node id>`.
+    pub client_id: String,
+    /// First level of every topic: `<prefix>/events`, `<prefix>/<camera>/status`, …
+    pub topic_prefix: String,
+    /// User name at the broker.
+    pub username: Option<String>,
+    /// Environment variable holding the broker password.
+    pub password_env: Option<String>,
+    /// File holding the broker password.
+    pub password_file: Option<PathBuf>,
+    /// Quality of service of every message: 0, 1 or 2.
+    pub qos: u8,
+    /// Connect with TLS, trusting the system's CAs and `ca_file`.
+    pub tls: bool,
+    /// PEM file with the CA that signed the broker's certificate (needs `tls`).
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between keep-alive pings.
+    pub keep_alive_secs: u64,
+    /// Messages kept while the broker is unreachable; beyond it the oldest are dropped
+    /// (counted in `panoptes_mqtt_dropped_total`).
+    pub queue: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: String::new(),
+            topic_prefix: "panoptes".into(),
+            username: None,
+            password_env: None,
+            password_file: None,
+            qos: 1,
+            tls: false,
+            ca_file: None,
+            keep_alive_secs: 30,
+            queue: 1000,
+        }
+    }
+}
+
+/// `[[webhooks]]`: each event change that passes the filters is POSTed as JSON, retried with
+/// exponential backoff on connection errors, 5xx and 429 (see `docs/integrations.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// Name in logs and metrics (lowercase letters, digits, `-`, `_`). Empty means
+    /// `webhook-<n>`, n counting from 1.
+    pub name: String,
+    /// URL to POST to (`http://` or `https://`, no password). Only its origin is logged.
+    pub url: String,
+    /// Only events of these cameras. Empty means every camera.
+    pub cameras: Vec<String>,
+    /// Only events with these labels. Empty means every label.
+    pub labels: Vec<String>,
+    /// Only these changes: any of `new`, `update`, `end`, `review`. Empty means all.
+    pub types: Vec<String>,
+    /// Only events that are alerts (the camera's `alerts` rules accept them).
+    pub alert_only: bool,
+    /// Environment variable holding the secret that signs each body
+    /// (`X-Panoptes-Signature: sha256=<hex HMAC-SHA256>`).
+    pub secret_env: Option<String>,
+    /// File holding the signing secret.
+    pub secret_file: Option<PathBuf>,
+    /// Seconds one attempt may take.
+    pub timeout_secs: f64,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    /// Seconds to wait after the first failed attempt; doubled after each further one.
+    pub backoff_secs: f64,
+    /// Longest wait between attempts, in seconds (a receiver's `Retry-After` is honoured
+    /// up to 600).
+    pub max_backoff_secs: f64,
+    /// Deliveries waiting at most; beyond it the oldest are dropped (counted in
+    /// `panoptes_webhook_dropped_total`).
+    pub queue: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            name: String::new(),
+            url: String::new(),
+            cameras: Vec::new(),
+            labels: Vec::new(),
+            types: Vec::new(),
+            alert_only: false,
+            secret_env: None,
+            secret_file: None,
+            timeout_secs: 10.0,
+            max_attempts: 5,
+            backoff_secs: 1.0,
+            max_backoff_secs: 60.0,
+            queue: 1000,
         }
     }
 }
@@ -519,12 +639,17 @@ pub struct Settings {
     pub node_id: NodeId,
     /// `/metrics` bearer token.
     pub metrics_token: Option<String>,
-    /// The WebRTC relay's UDP address (none: live view off).
+    /// The WebRTC relay's UDP address (none: no UDP).
     pub webrtc_udp: Option<SocketAddr>,
+    /// The WebRTC relay's TCP address (none: no ICE over TCP). Live view is off when
+    /// neither is set.
+    pub webrtc_tcp: Option<SocketAddr>,
     /// IPs advertised as ICE candidates.
     pub webrtc_advertise: Vec<std::net::IpAddr>,
     /// Database.
     pub database: DatabaseTarget,
+    /// MQTT and webhooks (secrets resolved).
+    pub notify: panoptes_api::notify::NotifyConfig,
     /// Cameras.
     pub cameras: Vec<ResolvedCamera>,
 }
@@ -634,20 +759,18 @@ fn validate(
     if r.interval_secs == 0 {
         push("retention.interval_secs", "must be at least 1".into());
     }
-    let webrtc_udp = if config.server.webrtc_udp.is_empty() {
-        None
-    } else {
-        match config.server.webrtc_udp.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                push(
-                    "server.webrtc_udp",
-                    format!("{:?} is not an address:port such as 0.0.0.0:8189", config.server.webrtc_udp),
-                );
-                None
-            }
+    let mut relay_addr = |field: &str, text: &str| -> Option<SocketAddr> {
+        if text.is_empty() {
+            return None;
         }
+        let parsed = text.parse::<SocketAddr>();
+        if parsed.is_err() {
+            push(field, format!("{text:?} is not an address:port such as 0.0.0.0:8189"));
+        }
+        parsed.ok()
     };
+    let webrtc_udp = relay_addr("server.webrtc_udp", &config.server.webrtc_udp);
+    let webrtc_tcp = relay_addr("server.webrtc_tcp", &config.server.webrtc_tcp);
     let mut webrtc_advertise = Vec::new();
     for (i, ip) in config.server.webrtc_advertise.iter().enumerate() {
         match ip.parse::<std::net::IpAddr>() {
@@ -696,6 +819,8 @@ fn validate(
         check_database_url(&url_text, &url_path, db_password, problems)
     };
 
+    let notify = node_id.as_ref().map(|node| resolve_notify(&config, node, env, problems));
+
     // Cameras.
     let mut cameras = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -717,11 +842,183 @@ fn validate(
         node_id: node_id?,
         metrics_token,
         webrtc_udp,
+        webrtc_tcp,
         webrtc_advertise,
         database: database?,
+        notify: notify?,
         cameras,
         config,
     })
+}
+
+/// `[mqtt]` and `[[webhooks]]`, checked, with their secrets.
+fn resolve_notify(
+    config: &Config,
+    node: &NodeId,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> panoptes_api::notify::NotifyConfig {
+    use panoptes_api::notify::{
+        Kind, MqttSettings, NotifyConfig, RetryPolicy, WebhookFilter, WebhookSettings,
+    };
+    let m = &config.mqtt;
+    let password = read_secret(
+        m.password_env.as_ref(),
+        m.password_file.as_ref(),
+        ("mqtt.password_env", "mqtt.password_file"),
+        env,
+        problems,
+    );
+    let mut mqtt = None;
+    if m.enabled {
+        let mut found = Vec::new();
+        let mut push = |path: &str, message: String| found.push(Problem { path: path.into(), message });
+        if m.host.is_empty() || m.host.contains("://") || m.host.contains(char::is_whitespace) {
+            push("mqtt.host", format!("{:?} is not a host name or address (no scheme, no port)", m.host));
+        }
+        if m.port == 0 {
+            push("mqtt.port", "must be 1 to 65535".into());
+        }
+        let p = &m.topic_prefix;
+        if p.is_empty() || p.starts_with('/') || p.ends_with('/') || p.contains(['+', '#', '\0']) {
+            push(
+                "mqtt.topic_prefix",
+                format!("{p:?} must be non-empty, without + # or a leading or trailing /"),
+            );
+        }
+        if m.qos > 2 {
+            push("mqtt.qos", format!("{} is not 0, 1 or 2", m.qos));
+        }
+        if !(5..=3600).contains(&m.keep_alive_secs) {
+            push("mqtt.keep_alive_secs", format!("{} is not within [5, 3600]", m.keep_alive_secs));
+        }
+        if m.queue == 0 {
+            push("mqtt.queue", "must be at least 1".into());
+        }
+        if m.ca_file.is_some() && !m.tls {
+            push("mqtt.ca_file", "is only used with tls = true".into());
+        }
+        let credentials = match (&m.username, password) {
+            (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
+            (None, Some(_)) => {
+                push("mqtt.username", "a password is given but no username".into());
+                None
+            }
+            (None, None) => None,
+        };
+        let client_id = if m.client_id.is_empty() { format!("panoptes-{node}") } else { m.client_id.clone() };
+        if found.is_empty() {
+            mqtt = Some(MqttSettings {
+                host: m.host.clone(),
+                port: m.port,
+                client_id,
+                topic_prefix: m.topic_prefix.clone(),
+                credentials,
+                qos: m.qos,
+                tls: m.tls.then(|| m.ca_file.clone()),
+                keep_alive: Duration::from_secs(m.keep_alive_secs),
+                queue: m.queue,
+            });
+        }
+        problems.extend(found);
+    }
+
+    let mut webhooks = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, w) in config.webhooks.iter().enumerate() {
+        let base = format!("webhooks[{i}]");
+        let secret = read_secret(
+            w.secret_env.as_ref(),
+            w.secret_file.as_ref(),
+            (&format!("{base}.secret_env"), &format!("{base}.secret_file")),
+            env,
+            problems,
+        );
+        let before = problems.len();
+        let mut push = |field: &str, message: String| {
+            problems.push(Problem { path: format!("{base}.{field}"), message })
+        };
+        let name = if w.name.is_empty() { format!("webhook-{}", i + 1) } else { w.name.clone() };
+        if CameraId::new(name.clone()).is_err() {
+            push("name", format!("{name:?} must be 1 to 64 of a-z, 0-9, '-', '_'"));
+        } else if !names.insert(name.clone()) {
+            push("name", format!("duplicate webhook name {name:?}"));
+        }
+        let url = match Url::parse(&w.url) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                push("url", format!("scheme {:?} is not http:// or https://", u.scheme()));
+                None
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                push("url", "has no host".into());
+                None
+            }
+            Ok(u) if u.password().is_some() => {
+                push("url", "must not contain a password: sign with secret_env or secret_file".into());
+                None
+            }
+            Ok(u) => Some(u),
+            // Never echo the text: it may hold a token.
+            Err(e) => {
+                push("url", format!("not a URL ({e}); expected https://host/path"));
+                None
+            }
+        };
+        let mut filter = WebhookFilter { alert_only: w.alert_only, ..WebhookFilter::default() };
+        for (j, c) in w.cameras.iter().enumerate() {
+            match CameraId::new(c.clone()) {
+                Ok(c) => filter.cameras.push(c),
+                Err(e) => push(&format!("cameras[{j}]"), format!("{c:?}: {e}")),
+            }
+        }
+        for (j, l) in w.labels.iter().enumerate() {
+            if panoptes_storage::events::Label::new(l.clone()).is_err() {
+                push(
+                    &format!("labels[{j}]"),
+                    format!("{l:?} is not a label (a-z, 0-9, '_', starting with a letter)"),
+                );
+            } else {
+                filter.labels.push(l.clone());
+            }
+        }
+        for (j, t) in w.types.iter().enumerate() {
+            match Kind::parse(t) {
+                Some(k) => filter.types.push(k),
+                None => push(&format!("types[{j}]"), format!("{t:?} is not new, update, end or review")),
+            }
+        }
+        if !(w.timeout_secs > 0.0 && w.timeout_secs <= 300.0) {
+            push("timeout_secs", format!("{} is not within (0, 300]", w.timeout_secs));
+        }
+        if !(1..=100).contains(&w.max_attempts) {
+            push("max_attempts", format!("{} is not within [1, 100]", w.max_attempts));
+        }
+        if !(w.backoff_secs > 0.0 && w.backoff_secs <= 3600.0) {
+            push("backoff_secs", format!("{} is not within (0, 3600]", w.backoff_secs));
+        }
+        if !(w.max_backoff_secs >= w.backoff_secs && w.max_backoff_secs <= 3600.0) {
+            push("max_backoff_secs", format!("{} is not within [backoff_secs, 3600]", w.max_backoff_secs));
+        }
+        if w.queue == 0 {
+            push("queue", "must be at least 1".into());
+        }
+        if let (Some(url), true) = (url, problems.len() == before) {
+            webhooks.push(WebhookSettings {
+                name,
+                url,
+                filter,
+                secret,
+                timeout: Duration::from_secs_f64(w.timeout_secs),
+                retry: RetryPolicy {
+                    max_attempts: w.max_attempts,
+                    initial_backoff: Duration::from_secs_f64(w.backoff_secs),
+                    max_backoff: Duration::from_secs_f64(w.max_backoff_secs),
+                },
+                queue: w.queue,
+            });
+        }
+    }
+    NotifyConfig { node: node.clone(), mqtt, webhooks }
 }
 
 /// The definition of a camera as stored in the database: its `[[cameras]]` table as JSON,
@@ -1271,6 +1568,100 @@ mod tests {
         let Err(e) = from_str(&unknown_zone, &env_of(&[])) else { panic!("accepted") };
         assert_eq!(e.problems[0].path, "cameras[0].analytics", "{e}");
         assert!(e.to_string().contains("`kerb`: is not one of this camera's zones"), "{e}");
+    }
+
+    #[test]
+    fn webrtc_transports_are_each_optional_and_checked() {
+        let s = from_str("", &env_of(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.webrtc_udp, Some(SocketAddr::from(([0, 0, 0, 0], 8189))));
+        assert_eq!(s.webrtc_tcp, None, "ICE over TCP is off by default");
+        let tcp_only = "[server]\nwebrtc_udp = \"\"\nwebrtc_tcp = \"0.0.0.0:8189\"\n";
+        let s = from_str(tcp_only, &env_of(&[])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.webrtc_udp, s.webrtc_tcp), (None, Some(SocketAddr::from(([0, 0, 0, 0], 8189)))));
+        let Err(e) = from_str("[server]\nwebrtc_tcp = \"8189\"\n", &env_of(&[])) else { panic!("accepted") };
+        assert_eq!(e.problems[0].path, "server.webrtc_tcp", "{e}");
+    }
+
+    #[test]
+    fn mqtt_and_webhooks_resolve_with_defaults_and_secrets() -> Result<(), ConfigError> {
+        let text = r#"
+            [server]
+            node_id = "edge-1"
+            [mqtt]
+            enabled = true
+            host = "broker.lan"
+            username = "nvr"
+            password_env = "MQTT_PW"
+            [[webhooks]]
+            url = "https://ha.lan:8123/api/webhook/abc"
+            cameras = ["gate"]
+            labels = ["person"]
+            types = ["new", "end"]
+            secret_file = "/nonexistent/never-read-when-env-is-used"
+            secret_env = "HOOK_SECRET"
+        "#;
+        // One secret source per webhook: env and file together are refused, naming the field.
+        let Err(e) = from_str(text, &env_of(&[("MQTT_PW", "pw"), ("HOOK_SECRET", "k")])) else {
+            panic!("accepted both secret_env and secret_file")
+        };
+        assert_eq!(e.problems[0].path, "webhooks[0].secret_env", "{e}");
+        let text = text.replace("secret_file = \"/nonexistent/never-read-when-env-is-used\"\n", "");
+        let s = from_str(&text, &env_of(&[("MQTT_PW", "pw"), ("HOOK_SECRET", "k")]))?;
+        let m = s.notify.mqtt.as_ref().unwrap_or_else(|| panic!("mqtt off"));
+        assert_eq!((m.host.as_str(), m.port, m.qos), ("broker.lan", 1883, 1));
+        assert_eq!((m.client_id.as_str(), m.topic_prefix.as_str()), ("panoptes-edge-1", "panoptes"));
+        assert_eq!(m.credentials, Some(("nvr".into(), "pw".into())));
+        assert!(!format!("{m:?}").contains("pw\""), "{m:?}");
+        let w = &s.notify.webhooks[0];
+        assert_eq!(w.name, "webhook-1");
+        assert_eq!(w.secret.as_deref(), Some("k"));
+        assert_eq!(w.filter.types, [panoptes_api::notify::Kind::New, panoptes_api::notify::Kind::End]);
+        assert_eq!((w.retry.max_attempts, w.timeout), (5, Duration::from_secs(10)));
+        assert!(!format!("{w:?}").contains("abc"), "{w:?}");
+        // Off by default; nothing configured means no notifier.
+        assert!(from_str("", &env_of(&[]))?.notify.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_mqtt_and_webhook_settings_are_named() {
+        let text = r#"
+            [mqtt]
+            enabled = true
+            host = "mqtt://broker:1883"
+            topic_prefix = "home/#"
+            qos = 3
+            ca_file = "/etc/ca.pem"
+            [[webhooks]]
+            name = "Alarm Panel"
+            url = "ftp://x/y"
+            types = ["started"]
+            labels = ["Car"]
+            max_attempts = 0
+            [[webhooks]]
+            url = "https://user:hunter2@host/hook"
+            max_backoff_secs = 0.5
+        "#;
+        let Err(e) = from_str(text, &env_of(&[])) else { panic!("accepted") };
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "mqtt.host",
+                "mqtt.topic_prefix",
+                "mqtt.qos",
+                "mqtt.ca_file",
+                "webhooks[0].name",
+                "webhooks[0].url",
+                "webhooks[0].labels[0]",
+                "webhooks[0].types[0]",
+                "webhooks[0].max_attempts",
+                "webhooks[1].url",
+                "webhooks[1].max_backoff_secs",
+            ],
+            "{e}"
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -18,8 +18,21 @@ pub struct Database {
     cluster: Option<EmbeddedCluster>,
 }
 
+/// Who stops the private cluster when the database closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterUse {
+    /// The server: it stops the cluster at shutdown, even one it found running.
+    Owner,
+    /// A command next to a running server: it stops the cluster only if it started it.
+    Guest,
+}
+
 /// Connects (starting the private cluster first when no URL is configured).
-pub async fn open(settings: &Settings, cancel: &CancellationToken) -> anyhow::Result<Database> {
+pub async fn open(
+    settings: &Settings,
+    cancel: &CancellationToken,
+    role: ClusterUse,
+) -> anyhow::Result<Database> {
     let db = &settings.config.database;
     let deadline = Duration::from_secs(db.connect_timeout_secs);
     match &settings.database {
@@ -30,9 +43,12 @@ pub async fn open(settings: &Settings, cancel: &CancellationToken) -> anyhow::Re
             Ok(Database { pool, cluster: None })
         }
         DatabaseTarget::Embedded { options } => {
-            let cluster = EmbeddedCluster::start(options)
+            let mut cluster = EmbeddedCluster::start(options)
                 .await
                 .with_context(|| format!("private PostgreSQL cluster in {}", options.dir.display()))?;
+            if role == ClusterUse::Owner {
+                cluster.adopt();
+            }
             let pool = panoptes_storage::db::connect(
                 cluster.connect_options(),
                 db.max_connections,

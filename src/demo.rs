@@ -163,7 +163,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let login_file = data_dir.join("demo-login.txt");
     let login = {
         let cancel = tokio_util::sync::CancellationToken::new();
-        let db = crate::database::open(&settings, &cancel).await.context("opening the demo database")?;
+        let db = crate::database::open(&settings, &cancel, crate::database::ClusterUse::Guest)
+            .await
+            .context("opening the demo database")?;
         let result = async {
             panoptes_storage::migrate(&db.pool).await?;
             if panoptes_storage::users::count(&db.pool).await? > 0 {

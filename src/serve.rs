@@ -1,8 +1,9 @@
 //! `panoptes serve`: start everything, run until a signal, stop in a fixed order.
 //!
 //! Start: metrics recorder → database (private cluster if configured) → migrations → node
-//! registration → cameras → HTTP. Stop: HTTP stops accepting → cameras stop → pending
-//! writes finish → database pool closes → private cluster stops.
+//! registration → event writer → notifications (MQTT, webhooks) → cameras → HTTP. Stop:
+//! HTTP stops accepting → cameras stop → pending writes finish → notifications send what
+//! is queued and stop → database pool closes → private cluster stops.
 
 use std::time::Duration;
 
@@ -155,17 +156,20 @@ pub fn retention_policy(settings: &Settings) -> panoptes_storage::retention::Ret
     }
 }
 
-/// Starts the WebRTC live relay on `server.webrtc_udp`. A port that cannot be bound is
-/// logged and leaves live view off rather than stopping recording.
+/// Starts the WebRTC live relay on `server.webrtc_udp` and/or `server.webrtc_tcp`. A port
+/// that cannot be bound is logged and leaves live view off rather than stopping recording.
 async fn start_live_relay(
     settings: &Settings,
     cancel: &CancellationToken,
 ) -> Option<panoptes_api::live::Relay> {
-    let bind = settings.webrtc_udp?;
-    match panoptes_api::live::Relay::start(bind, &settings.webrtc_advertise, cancel.clone()).await {
+    let (udp, tcp) = (settings.webrtc_udp, settings.webrtc_tcp);
+    if udp.is_none() && tcp.is_none() {
+        return None;
+    }
+    match panoptes_api::live::Relay::start(udp, tcp, &settings.webrtc_advertise, cancel.clone()).await {
         Ok(r) => Some(r),
         Err(e) => {
-            error!(udp = %bind, error = %e, "live view is off: cannot bind server.webrtc_udp");
+            error!(error = %e, "live view is off: cannot bind server.webrtc_udp / server.webrtc_tcp");
             None
         }
     }
@@ -194,6 +198,10 @@ async fn reload(
     };
     if new.listen != running.listen || new.config.database.url != running.config.database.url {
         warn!("server and database settings change only at restart; applying camera changes now");
+    }
+    let notify_of = |c: &crate::config::Config| serde_json::to_value((&c.mqtt, &c.webhooks)).ok();
+    if notify_of(&new.config) != notify_of(&running.config) {
+        warn!("MQTT and webhook settings change only at restart; applying camera changes now");
     }
     let specs = crate::cameras::storage_specs(&new.cameras);
     if let Err(e) = panoptes_storage::cameras::sync(pool, &running.node_id, &specs).await {
@@ -294,7 +302,9 @@ pub async fn run(
     }
     info!(version = env!("CARGO_PKG_VERSION"), node = %settings.node_id, "starting Panoptes");
 
-    let db = crate::database::open(&settings, &root).await.context("opening the database")?;
+    let db = crate::database::open(&settings, &root, crate::database::ClusterUse::Owner)
+        .await
+        .context("opening the database")?;
     if let Err(e) = panoptes_storage::migrate(&db.pool).await {
         db.close().await;
         return Err(e).context("applying database migrations");
@@ -354,6 +364,19 @@ pub async fn run(
     .await;
 
     let board = StatusBoard::default();
+    // Notifications: this node's event changes to MQTT and webhooks. A broker or receiver
+    // that is away is retried in the background, never a reason not to start.
+    let notifier = match panoptes_api::notify::Notifier::start(
+        db.pool.clone(),
+        board.clone(),
+        settings.notify.clone(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            error!("notifications (MQTT, webhooks) are off: {e}");
+            None
+        }
+    };
     let recording = crate::cameras::Recording { data_dir: data_dir.clone(), index: index_tx };
     let analytics = match crate::detection::load(
         &settings.config.analytics,
@@ -403,7 +426,9 @@ pub async fn run(
         None
     };
     let http_relay_cancel = CancellationToken::new();
+    let http_cancel = CancellationToken::new();
     let api_config = panoptes_api::ApiConfig {
+        shutdown: http_cancel.clone(),
         metrics_token: settings.metrics_token.clone(),
         secure_cookies: settings.config.server.secure_cookies,
         setup_token_hash,
@@ -419,7 +444,6 @@ pub async fn run(
     // The bound address (the configured port may be 0: any free port).
     let local_addr =
         listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| settings.listen.to_string());
-    let http_cancel = CancellationToken::new();
     let http = tokio::spawn(panoptes_api::serve(listener, panoptes_api::router(state), http_cancel.clone()));
     info!(listen = %local_addr, "HTTP server listening");
 
@@ -441,7 +465,7 @@ pub async fn run(
     }
     let limit = Duration::from_secs(settings.config.server.shutdown_timeout_secs);
     let ordered = async {
-        info!("shutdown 1/4: HTTP server stops accepting");
+        info!("shutdown 1/5: HTTP server stops accepting");
         http_cancel.cancel();
         http_relay_cancel.cancel();
         match http.await {
@@ -449,10 +473,10 @@ pub async fn run(
             Err(e) => warn!(error = %e, "HTTP server task failed"),
             Ok(Ok(())) => {}
         }
-        info!("shutdown 2/4: cameras stop");
+        info!("shutdown 2/5: cameras stop");
         // Their input closed, the decoder threads end by themselves.
         cameras.shutdown().await;
-        info!("shutdown 3/4: pending writes finish");
+        info!("shutdown 3/5: pending writes finish");
         // Analytics (the only event source) has stopped with the cameras.
         drop(events);
         writers.cancel();
@@ -462,7 +486,11 @@ pub async fn run(
         let _ = index_task.await;
         let status = event_writer.finished().await;
         info!(?status, "event writer flushed");
-        info!("shutdown 4/4: database closes");
+        info!("shutdown 4/5: notifications send what is queued");
+        if let Some(n) = notifier {
+            n.stop().await;
+        }
+        info!("shutdown 5/5: database closes");
         db.close().await;
     };
     if tokio::time::timeout(limit, ordered).await.is_err() {

@@ -29,23 +29,8 @@ fn login_grants_and_a_verifiable_audit_log() {
     let camera = Camera::start();
     let dir = scratch_dir();
     let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url)];
-    let config = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:{{port}}"
-        data_dir = "{{data_dir}}"
-        [[cameras]]
-        id = "lobby"
-        [[cameras.streams]]
-        url = "{}"
-        [[cameras]]
-        id = "vault"
-        [[cameras.streams]]
-        url = "{}"
-        "#,
-        camera.url("h264-360p"),
-        camera.url("h264-720p")
-    );
+    let config =
+        config_with_cameras(&[("lobby", &camera.url("h264-360p")), ("vault", &camera.url("h264-720p"))]);
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(Duration::from_secs(60));
     assert!(p.log_text().contains("no users yet"), "setup token offered");

@@ -30,18 +30,7 @@ fn cameras_and_users_are_managed_through_the_api() {
     let camera = Camera::start();
     let dir = scratch_dir();
     let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url)];
-    let config = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:{{port}}"
-        data_dir = "{{data_dir}}"
-        [[cameras]]
-        id = "lobby"
-        [[cameras.streams]]
-        url = "{}"
-        "#,
-        camera.url("h264-360p"),
-    );
+    let config = config_with_cameras(&[("lobby", &camera.url("h264-360p"))]);
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(SECS(60));
     let cfg = dir.path().join("panoptes.toml");
@@ -178,6 +167,22 @@ fn cameras_and_users_are_managed_through_the_api() {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
     assert!(!audit.to_string().contains("secret"), "a password reached the audit log");
+    // A browser holding the alert stream open does not hold up a graceful shutdown.
+    let stream = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
+    stream
+        .post(p.url("/api/auth/login"))
+        .json(&json!({"name": "boss", "password": "a long enough password"}))
+        .send()
+        .unwrap();
+    let sse = stream.get(p.url("/api/events/stream")).send().unwrap();
+    assert_eq!(sse.status(), 200);
+    let stopping = std::time::Instant::now();
     assert!(p.stop(SECS(30)).success());
+    assert!(
+        stopping.elapsed() < SECS(10),
+        "shutdown waited {:?} for the open alert stream",
+        stopping.elapsed()
+    );
+    drop(sse);
     assert!(!p.log_text().contains("secret"), "a camera password reached the log");
 }

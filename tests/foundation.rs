@@ -67,7 +67,8 @@ fn serves_a_camera_against_the_machine_postgres() -> TestResult {
     let status = p.stop(SECS(30));
     assert!(status.success(), "exit status {status}; log:\n{}", p.log_text());
     let log = p.log_text();
-    let order = ["shutdown 1/4", "shutdown 2/4", "shutdown 3/4", "shutdown 4/4", "Panoptes stopped"];
+    let order =
+        ["shutdown 1/5", "shutdown 2/5", "shutdown 3/5", "shutdown 4/5", "shutdown 5/5", "Panoptes stopped"];
     let positions: Vec<usize> = order.iter().map(|s| log.find(s).unwrap_or(usize::MAX)).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "shutdown order wrong:\n{log}");
     Ok(())
@@ -119,7 +120,13 @@ fn private_cluster_is_created_stopped_and_reused() -> TestResult {
     let log = p.log_text();
     assert!(log.contains("reusing existing PostgreSQL cluster"), "{log}");
     assert!(!log.contains("creating private PostgreSQL cluster"), "{log}");
+    // A command run next to the server uses its cluster and leaves it running.
+    let bob = user_add(&cfg, "bob");
+    assert!(bob.status.success(), "{}", String::from_utf8_lossy(&bob.stderr));
+    assert!(cluster.join("postmaster.pid").exists(), "user add stopped the server's cluster");
+    assert!(p.readyz().is_some_and(|r| r["ready"] == true), "the server lost its database");
     assert!(p.stop(SECS(60)).success());
+    assert!(!cluster.join("postmaster.pid").exists(), "the server left its cluster running");
     let again = user_add(&cfg, "alice");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{again:?}");

@@ -89,7 +89,7 @@ fn records_segments_survives_sigkill_and_the_index_matches_disk() {
 
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(Duration::from_secs(60));
-    check_playback_api(&p, env, &dir.path().join("panoptes.toml"));
+    check_playback_api(&p, &db, env, &dir.path().join("panoptes.toml"));
     assert!(p.stop(Duration::from_secs(30)).success());
     let rows = segment_rows(&db);
     assert!(rows.len() >= 3, "{rows:?}");
@@ -133,7 +133,7 @@ fn check_rows_match_disk(rows: &[(String, i64, String)], data_dir: &std::path::P
 }
 
 /// Lists the recordings over the API, fetches a byte range of one, and exports a clip.
-fn check_playback_api(p: &Panoptes, env: Env<'_>, cfg: &std::path::Path) {
+fn check_playback_api(p: &Panoptes, db: &TestDatabase, env: Env<'_>, cfg: &std::path::Path) {
     let (client, csrf) = user_session(p, env, cfg, "ops", "operator", &["dock"]);
     let now = chrono::Utc::now();
     let from = (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -146,6 +146,16 @@ fn check_playback_api(p: &Panoptes, env: Env<'_>, cfg: &std::path::Path) {
         .unwrap();
     let segs = segs.as_array().unwrap_or_else(|| panic!("{segs}"));
     assert!(!segs.is_empty());
+    // The same recordings as spans: contiguous segments merge into one.
+    let spans: serde_json::Value = client
+        .get(p.url(&format!("/api/recordings/spans?cameras=dock&from={from}&to={to}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let spans = spans.as_array().unwrap_or_else(|| panic!("{spans}"));
+    assert!(!spans.is_empty() && spans.len() <= segs.len(), "{spans:?}");
+    assert_eq!(spans[0]["start_time"], segs[0]["start_time"]);
     let url = segs[0]["url"].as_str().unwrap();
     let part = client.get(p.url(url)).header("Range", "bytes=0-99").send().unwrap();
     assert_eq!(part.status(), 206);
@@ -164,4 +174,21 @@ fn check_playback_api(p: &Panoptes, env: Env<'_>, cfg: &std::path::Path) {
     let manifest: serde_json::Value = export.json().unwrap();
     assert!(manifest.to_string().contains("sha256"), "{manifest}");
     assert!(manifest.to_string().contains("\"ops\""), "who exported: {manifest}");
+    // The export names its audit entry, in the response and in the manifest file.
+    let audit_id = manifest["audit"]["id"].as_i64().unwrap_or_else(|| panic!("no audit entry: {manifest}"));
+    let logged =
+        db.query_i64(&format!("SELECT count(*) FROM audit_log WHERE id = {audit_id} AND action = 'export'"));
+    assert_eq!(logged, 1);
+    let saved: serde_json::Value =
+        client.get(p.url(manifest["manifest"].as_str().unwrap())).send().unwrap().json().unwrap();
+    assert_eq!(saved["audit"]["hash"], manifest["audit"]["hash"]);
+    // The clip downloads whole, and its bytes match the manifest's sha256.
+    let clip = client.get(p.url(manifest["download"].as_str().unwrap())).send().unwrap();
+    assert_eq!(clip.status(), 200);
+    let bytes = clip.bytes().unwrap();
+    assert_eq!(bytes.len() as u64, manifest["bytes"].as_u64().unwrap());
+    use sha2::Digest;
+    let sum: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sum, manifest["sha256"].as_str().unwrap());
+    assert_eq!(client.get(p.url("/api/exports/..%2Fpanoptes.toml")).send().unwrap().status(), 404);
 }

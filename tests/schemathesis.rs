@@ -32,18 +32,7 @@ fn the_api_matches_its_openapi_document() {
     let camera = Camera::start();
     let dir = scratch_dir();
     let env: &[(&str, &str)] = &[("PANOPTES_DATABASE_URL", &db.url)];
-    let config = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:{{port}}"
-        data_dir = "{{data_dir}}"
-        [[cameras]]
-        id = "lobby"
-        [[cameras.streams]]
-        url = "{}"
-        "#,
-        camera.url("h264-360p"),
-    );
+    let config = config_with_cameras(&[("lobby", &camera.url("h264-360p"))]);
     let mut p = Panoptes::start(dir.path(), &config, env);
     p.wait_ready(Duration::from_secs(60));
     let cfg = dir.path().join("panoptes.toml");
@@ -74,6 +63,8 @@ fn the_api_matches_its_openapi_document() {
         .args(["--exclude-operation-id", "revoke_token"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&report)
+        // Its example database (.schemathesis/) goes to the scratch directory, not the clone.
+        .current_dir(dir.path())
         .env("SCHEMATHESIS_HOOKS", "")
         .env("NO_COLOR", "1")
         .output()

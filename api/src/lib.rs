@@ -9,6 +9,7 @@
 //!   token change and setup written to the hash-chained audit log.
 //! - Cameras: live status of every stream the caller may see.
 //! - Live view: WHEP/WebRTC relay of the cameras' encoded video ([`live`]).
+//! - Notifications: event changes published to MQTT and POSTed to webhooks ([`notify`]).
 //!
 //! What this crate must not do: talk RTSP, decode or run inference. It reads camera state
 //! from [`panoptes_core::StatusBoard`] and data through `panoptes-storage`.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod extract;
 mod limiter;
 pub mod live;
+pub mod notify;
 mod openapi;
 mod ops;
 mod routes;
@@ -94,6 +96,9 @@ pub struct ApiConfig {
     pub node: Option<panoptes_core::NodeId>,
     /// The web UI's built files (`index.html` and its assets), served at `/`.
     pub ui_dir: Option<std::path::PathBuf>,
+    /// Fires when the HTTP server stops: endless responses (the alert stream) end then, so
+    /// that a graceful shutdown does not wait for browsers to hang up.
+    pub shutdown: CancellationToken,
 }
 
 /// What every handler can reach.

@@ -305,6 +305,18 @@ async fn seed_events(pool: &PgPool) -> Vec<uuid::Uuid> {
         ids.push(e.id);
         records.push(Record::Start(e));
     }
+    // Two buses went in at the gate's stop line; one person crossed the lobby's.
+    for (cam, line, label, total) in [("gate", "stop", "bus", 2), ("lobby", "door", "person", 1)] {
+        let c = panoptes_storage::events::LineCount::new(
+            CameraId::new(cam).unwrap(),
+            line,
+            Label::new(label).unwrap(),
+            panoptes_storage::events::Direction::In,
+            t0,
+            total,
+        );
+        records.push(Record::LineCount(c));
+    }
     store::write(pool, &records).await;
     ids
 }
@@ -389,6 +401,25 @@ async fn events_are_scoped_reviewed_by_operators_and_audited(pool: PgPool) -> Te
     .await;
     assert_eq!(counts.status, StatusCode::OK, "{}", counts.json);
     assert_eq!(counts.json.as_array().unwrap().len(), 2, "{}", counts.json);
+    let lines = call(
+        &app,
+        Request::get(format!(
+            "/api/events/counts?by=line&from={}&to={}",
+            (chrono::Utc::now() - chrono::Duration::hours(2))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (chrono::Utc::now() + chrono::Duration::hours(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .header(header::COOKIE, &ocookie)
+        .body(Body::empty())?,
+    )
+    .await;
+    assert_eq!(lines.status, StatusCode::OK, "{}", lines.json);
+    assert_eq!(
+        lines.json,
+        json!([{"hour": null, "label": "bus", "camera": "gate", "line": "stop", "direction": "in", "count": 2}]),
+        "the lobby's line is not granted"
+    );
 
     let (n,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM audit_log WHERE action = 'review'").fetch_one(&pool).await?;

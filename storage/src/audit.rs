@@ -81,7 +81,7 @@ fn canonical_json(v: &serde_json::Value) -> String {
 }
 
 /// Appends an entry; returns its id.
-pub async fn append(pool: &PgPool, e: &AuditEntry<'_>) -> Result<i64, sqlx::Error> {
+pub async fn append(pool: &PgPool, e: &AuditEntry<'_>) -> Result<AuditReceipt, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_KEY).execute(&mut *tx).await?;
     let prev: Option<(Vec<u8>,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
@@ -110,7 +110,22 @@ pub async fn append(pool: &PgPool, e: &AuditEntry<'_>) -> Result<i64, sqlx::Erro
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(AuditReceipt { id, at, hash: hex(&hash) })
+}
+
+/// Where an appended entry sits in the chain (exports carry it as evidence).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditReceipt {
+    /// The entry's id.
+    pub id: i64,
+    /// Its time.
+    pub at: DateTime<Utc>,
+    /// Its chain hash, hex.
+    pub hash: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stored audit entry.

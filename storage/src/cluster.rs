@@ -101,6 +101,8 @@ pub struct EmbeddedCluster {
     socket_dir: PathBuf,
     pg_ctl: PathBuf,
     run_as: Option<(Uid, Gid)>,
+    /// Whether [`EmbeddedCluster::stop`] stops the server: it was started here, or adopted.
+    owned: bool,
 }
 
 /// Finds the directory with `initdb` and `pg_ctl`: the configured one, else the newest
@@ -182,7 +184,8 @@ impl EmbeddedCluster {
         } else {
             None
         };
-        let cluster = EmbeddedCluster { dir, socket_dir, pg_ctl: bin.join("pg_ctl"), run_as };
+        let mut cluster =
+            EmbeddedCluster { dir, socket_dir, pg_ctl: bin.join("pg_ctl"), run_as, owned: false };
 
         if !cluster.dir.join("PG_VERSION").is_file() {
             cluster.init(&bin.join("initdb")).await?;
@@ -194,6 +197,7 @@ impl EmbeddedCluster {
             info!(dir = %cluster.dir.display(), "PostgreSQL cluster already running; using it");
         } else {
             cluster.start_server().await?;
+            cluster.owned = true;
         }
         cluster.ensure_database().await?;
         Ok(cluster)
@@ -312,9 +316,21 @@ impl EmbeddedCluster {
         Ok(())
     }
 
-    /// Stops the server (fast shutdown: open transactions are rolled back, data is safe)
-    /// and waits up to a minute for it to exit.
+    /// Takes charge of a server that was already running (say, left by a crashed
+    /// `panoptes serve`), so that [`EmbeddedCluster::stop`] stops it.
+    pub fn adopt(&mut self) {
+        self.owned = true;
+    }
+
+    /// Stops the server if this process started (or adopted) it (fast shutdown: open
+    /// transactions are rolled back, data is safe), waiting up to a minute for it to exit.
+    /// A server another process runs (a `panoptes user add` next to `panoptes serve`) is
+    /// left running.
     pub async fn stop(self) -> Result<(), ClusterError> {
+        if !self.owned {
+            info!(dir = %self.dir.display(), "private PostgreSQL cluster left running (this process did not start it)");
+            return Ok(());
+        }
         let mut c = self.command(&self.pg_ctl);
         c.arg("stop").arg("-D").arg(&self.dir).args(["-m", "fast", "-w", "-t", "60"]);
         match self.run(c, "pg_ctl stop".into()).await {

@@ -379,3 +379,47 @@ impl<W: Write> Write for HashingWriter<W> {
         self.inner.flush()
     }
 }
+/// Adds the export's audit entry (its place in the hash chain) to the manifest beside the
+/// clip, so the exported evidence names the log entry that records it. Replaces the file
+/// atomically.
+pub fn attach_audit(manifest_path: &Path, receipt: &crate::audit::AuditReceipt) -> Result<(), RecorderError> {
+    let io = |what: &'static str| crate::recorder::io_err(what, manifest_path);
+    let text = std::fs::read(manifest_path).map_err(io("reading"))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| RecorderError::Io {
+        what: "parsing",
+        path: manifest_path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "audit".into(),
+            serde_json::json!({ "id": receipt.id, "at": rfc3339(receipt.at), "hash": receipt.hash }),
+        );
+    }
+    let tmp = manifest_path.with_extension("json.part");
+    let bytes = serde_json::to_vec_pretty(&v).map_err(|e| RecorderError::Io {
+        what: "serializing",
+        path: tmp.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&tmp, bytes).map_err(crate::recorder::io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, manifest_path).map_err(io("renaming"))?;
+    Ok(())
+}
+
+/// An export's files by the clip's file name (`<name>.mp4`) or the manifest's
+/// (`<name>.json`): the file asked for and the manifest, if the name is one Panoptes makes
+/// (no path separators) and the manifest exists.
+pub fn export_file(data_dir: &Path, file: &str) -> Option<(PathBuf, PathBuf)> {
+    let stem = file.strip_suffix(".mp4").or_else(|| file.strip_suffix(".json"))?;
+    let ok = !stem.is_empty()
+        && stem.len() <= 200
+        && !stem.starts_with('.')
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return None;
+    }
+    let dir = data_dir.join("exports");
+    let manifest = dir.join(format!("{stem}.json"));
+    manifest.is_file().then(|| (dir.join(file), manifest))
+}

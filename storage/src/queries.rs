@@ -16,7 +16,7 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
-use panoptes_core::CameraId;
+use panoptes_core::{CameraId, NodeId};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -423,6 +423,20 @@ pub async fn get(pool: &PgPool, access: &Access, id: Uuid) -> Result<Option<Even
     q.push_bind(id);
     push_access(&mut q, access);
     q.build_query_as().fetch_optional(pool).await
+}
+
+/// One event, if its camera is owned by `node` (`cameras.node_id`, the ownership seam), whoever
+/// may see it. Notifications (MQTT, webhooks) use it so that, with several nodes sharing one
+/// database, only the camera's owner publishes its events.
+pub async fn get_owned(pool: &PgPool, id: Uuid, node: &NodeId) -> Result<Option<EventRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events WHERE id = $1 \
+         AND camera_id IN (SELECT id FROM cameras WHERE node_id = $2)"
+    ))
+    .bind(id)
+    .bind(node.as_str())
+    .fetch_optional(pool)
+    .await
 }
 
 /// The track path of an event (`[[ms, x, y, w, h], …]`), if `access` allows it.

@@ -1,5 +1,6 @@
 // Live view in a real browser: headless Chromium plays WHEP/WebRTC from the real
-// `panoptes serve` binary, fed by the GStreamer RTSP test camera.
+// `panoptes serve` binary, fed by the GStreamer RTSP test camera, over UDP (the default
+// transport; ICE over TCP is live-tcp.test.mjs).
 //
 // Run through tests/browser/run.sh, which puts it in a network namespace with only `lo`
 // up (Chromium contacts update hosts otherwise) and uses Panoptes' private PostgreSQL
@@ -10,223 +11,20 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  env, setUp, tearDown, api, sessions, metric, play, stats, decoding, pageClose, firstFrames, waitFor,
+} from './harness.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = process.env.PANOPTES_BIN;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const PASSWORD = 'correct horse battery staple';
 const TRIES = 10;
 
-const children = [];
-let dir, base, browser, context, page, admin, viewer;
-
-/** Polls `cond` until it returns a truthy value or `limitMs` passes. */
-async function waitFor(what, limitMs, cond) {
-  const end = Date.now() + limitMs;
-  let last;
-  for (;;) {
-    try {
-      last = await cond();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${limitMs} ms waiting for ${what} (last: ${last})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-function start(cmd, args, opts, logName) {
-  const log = fs.openSync(path.join(dir, logName), 'a');
-  const child = spawn(cmd, args, { ...opts, stdio: ['ignore', opts.stdoutPipe ? 'pipe' : log, log] });
-  children.push(child);
-  return child;
-}
-
-function panoptesEnv() {
-  const env = { ...process.env, PANOPTES_METRICS_TOKEN: 'browser-test-metrics' };
-  delete env.PANOPTES_DATABASE_URL;
-  delete env.PANOPTES_CONFIG;
-  delete env.RUST_LOG;
-  return env;
-}
-
-async function login(name) {
-  const r = await fetch(`${base}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name, password: PASSWORD }),
-  });
-  const text = await r.text();
-  assert.equal(r.status, 200, `login ${name}: ${text}`);
-  const cookie = r.headers.get('set-cookie').split(';')[0];
-  const { csrf_token: csrf } = JSON.parse(text);
-  return { cookie, csrf, value: cookie.split('=')[1] };
-}
-
-async function api(who, method, url, body, type) {
-  const headers = { cookie: who.cookie, 'x-csrf-token': who.csrf };
-  if (type) headers['content-type'] = type;
-  return fetch(`${base}${url}`, { method, headers, body });
-}
-
-async function sessions() {
-  const r = await api(admin, 'GET', '/api/live/sessions');
-  assert.equal(r.status, 200);
-  return r.json();
-}
-
-async function metric(name) {
-  const r = await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer browser-test-metrics' } });
-  const text = await r.text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(name))
-    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
-}
-
-// --- in-page code -------------------------------------------------------------------
-
-/** Starts a WHEP session in the page; returns {status, body} (and keeps the pc in window.live). */
-async function pagePlay({ url, csrf, key }) {
-  window.live = window.live || {};
-  const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', { direction: 'recvonly' });
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  document.body.appendChild(video);
-  pc.ontrack = (e) => {
-    video.srcObject = e.streams[0] || new MediaStream([e.track]);
-    video.play().catch(() => {});
-  };
-  await pc.setLocalDescription(await pc.createOffer());
-  const entry = { pc, video, t0: performance.now(), firstFrame: null };
-  window.live[key] = entry;
-  video.requestVideoFrameCallback(() => {
-    entry.firstFrame = performance.now() - entry.t0;
-  });
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/sdp', 'x-csrf-token': csrf },
-    body: pc.localDescription.sdp,
-  });
-  const body = await r.text();
-  if (r.status !== 201) {
-    pc.close();
-    return { status: r.status, body, offerHasH265: /H265\/90000/.test(pc.localDescription.sdp) };
-  }
-  entry.location = r.headers.get('location');
-  await pc.setRemoteDescription({ type: 'answer', sdp: body });
-  return { status: r.status, location: entry.location };
-}
-
-/** Decoding statistics of a session in the page. */
-async function pageStats(key) {
-  const e = window.live[key];
-  let framesDecoded = 0;
-  let frameWidth = 0;
-  let frameHeight = 0;
-  (await e.pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') {
-      framesDecoded = s.framesDecoded || 0;
-      frameWidth = s.frameWidth || 0;
-      frameHeight = s.frameHeight || 0;
-    }
-  });
-  return {
-    framesDecoded,
-    frameWidth,
-    frameHeight,
-    videoWidth: e.video.videoWidth,
-    videoHeight: e.video.videoHeight,
-    firstFrame: e.firstFrame,
-    state: e.pc.connectionState,
-  };
-}
-
-async function pageClose(key) {
-  const e = window.live[key];
-  e.pc.close();
-  e.video.remove();
-  delete window.live[key];
-}
-
-async function play(p, url, key) {
-  return p.evaluate(pagePlay, { url, csrf: admin.csrf, key });
-}
-
-async function stats(p, key) {
-  return p.evaluate(pageStats, key);
-}
-
-async function decoding(p, key, limitMs = 15000) {
-  const first = await waitFor(`${key} to decode a frame`, limitMs, async () => {
-    const s = await stats(p, key);
-    return s.framesDecoded > 0 ? s : null;
-  });
-  // Frames keep coming (a live stream, not one picture).
-  return waitFor(`${key} to keep decoding`, 10000, async () => {
-    const s = await stats(p, key);
-    return s.framesDecoded >= first.framesDecoded + 10 ? s : null;
-  });
-}
-
-// --- set-up ---------------------------------------------------------------------------
+let base, context, page, admin, viewer;
 
 before(async () => {
-  assert.ok(BIN && fs.existsSync(BIN), `PANOPTES_BIN must name the panoptes binary (got ${BIN})`);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'panoptes-browser-'));
-  fs.chmodSync(dir, 0o755); // the private cluster runs as the postgres user
-
-  // Camera.
-  const cam = start('/usr/bin/python3', [path.join(REPO, 'scripts/test-camera.py'), '--port', '0', '--bind', '127.0.0.1'],
-    { env: process.env, stdoutPipe: true }, 'camera.log');
-  const rtsp = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('test camera did not start')), 30000);
-    readline.createInterface({ input: cam.stdout }).on('line', (l) => {
-      if (l.startsWith('READY ')) {
-        clearTimeout(timer);
-        resolve(l.slice(6).trim());
-      }
-    });
-    cam.on('exit', (c) => reject(new Error(`test camera exited ${c}`)));
-  });
-
-  // Panoptes.
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const config = path.join(dir, 'panoptes.toml');
-  fs.writeFileSync(config, `
-[server]
-listen = "127.0.0.1:${port}"
-data_dir = "${dir}/data"
-metrics_token_env = "PANOPTES_METRICS_TOKEN"
-webrtc_udp = "127.0.0.1:0"
-
-[analytics]
-enabled = false
-
+  await setUp({
+    server: 'webrtc_udp = "127.0.0.1:0"',
+    streams: 5,
+    cameras: (rtsp) => `
 [[cameras]]
 id = "lobby"
 [[cameras.streams]]
@@ -258,53 +56,12 @@ id = "dock"
 name = "main"
 url = "${rtsp}/h265-720p"
 roles = ["live", "grid"]
-`);
-  for (const [name, role] of [['tester', 'admin'], ['guest', 'viewer']]) {
-    const r = spawnSync(BIN, ['user', 'add', name, '--role', role, '--config', config], {
-      input: `${PASSWORD}\n`, env: panoptesEnv(), encoding: 'utf8', timeout: 120000,
-    });
-    assert.equal(r.status, 0, `user add ${name}: ${r.stderr}`);
-  }
-  start(BIN, ['serve', '--config', config], { env: panoptesEnv() }, 'panoptes.log');
-  await waitFor('Panoptes to be ready', 90000, async () => (await (await fetch(`${base}/readyz`)).json()).ready);
-  admin = await login('tester');
-  viewer = await login('guest');
-  await waitFor('every camera stream to stream', 30000, async () => {
-    const list = await (await api(admin, 'GET', '/api/cameras/status')).json();
-    return list.length === 5 && list.every((s) => s.state === 'streaming');
+`,
   });
-
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
-      '--use-fake-ui-for-media-stream',
-    ],
-  });
-  context = await browser.newContext();
-  await context.grantPermissions(['camera', 'microphone'], { origin: base });
-  await context.addCookies([{ name: 'panoptes_session', value: admin.value, url: base }]);
-  page = await context.newPage();
-  await page.goto(`${base}/healthz`);
+  ({ base, context, page, admin, viewer } = env);
 });
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  for (const c of children.reverse()) {
-    if (c.exitCode === null) {
-      c.kill('SIGTERM');
-      await new Promise((r) => {
-        const t = setTimeout(() => { c.kill('SIGKILL'); r(); }, 30000);
-        c.on('exit', () => { clearTimeout(t); r(); });
-      });
-    }
-  }
-  if (process.env.KEEP_TEST_DIR) console.log(`kept ${dir}`);
-  else if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(tearDown);
 
 // --- tests ------------------------------------------------------------------------------
 
@@ -336,9 +93,11 @@ test('Chromium plays the 720p main stream at its size', async () => {
   const r = await play(page, '/api/live/lobby/main/whep', 'single');
   assert.equal(r.status, 201, JSON.stringify(r));
   assert.match(r.location, /^\/api\/live\/sessions\/[0-9a-f]{32}$/);
+  assert.ok(r.candidates.length > 0 && r.candidates.every((c) => / udp /.test(c)), r.candidates.join('\n'));
   const s = await decoding(page, 'single');
   assert.equal(s.frameWidth, 1280);
   assert.equal(s.frameHeight, 720);
+  assert.equal(s.pair?.remote.protocol, 'udp', JSON.stringify(s.pair));
   await waitFor('the video element to have the picture size', 5000, async () => {
     const v = await stats(page, 'single');
     return v.videoWidth === 1280 && v.videoHeight === 720;
@@ -395,31 +154,7 @@ test('four tiles play at once; closing a page frees its sessions', async () => {
 });
 
 test(`first frame after POST, ${TRIES} tries (GOP 2 s)`, async () => {
-  const times = [];
-  for (let i = 0; i < TRIES; i++) {
-    const key = `ff${i}`;
-    const r = await play(page, '/api/live/lobby/main/whep', key);
-    assert.equal(r.status, 201, JSON.stringify(r));
-    const s = await waitFor('the first frame', 10000, async () => {
-      const v = await stats(page, key);
-      return v.firstFrame !== null ? v : null;
-    });
-    times.push(s.firstFrame);
-    await api(admin, 'DELETE', r.location);
-    await page.evaluate(pageClose, key);
-    // A random phase within the GOP for the next try.
-    await new Promise((res) => setTimeout(res, 150 + Math.random() * 400));
-  }
-  const sorted = [...times].sort((a, b) => a - b);
-  const pct = (p) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
-  const result = {
-    tries: TRIES,
-    median_ms: Math.round((sorted[4] + sorted[5]) / 2),
-    p95_ms: Math.round(pct(0.95)),
-    min_ms: Math.round(sorted[0]),
-    max_ms: Math.round(sorted[sorted.length - 1]),
-    all_ms: times.map(Math.round),
-  };
+  const result = await firstFrames(page, '/api/live/lobby/main/whep', TRIES);
   console.log(`first frame (POST → first decoded frame, 1280x720, GOP 2 s): ${JSON.stringify(result)}`);
   if (process.env.LIVE_RESULTS) fs.writeFileSync(process.env.LIVE_RESULTS, JSON.stringify(result, null, 2));
   assert.ok(result.median_ms < 1000, `median first frame ${result.median_ms} ms is not well under a second`);

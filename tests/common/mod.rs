@@ -382,3 +382,13 @@ pub fn user_session(
     let csrf = me["csrf_token"].as_str().unwrap_or_else(|| panic!("login failed: {me}")).to_owned();
     (client, csrf)
 }
+
+/// A configuration for [`Panoptes::start`]: the server on a free port in the scratch data
+/// directory, and one camera per `(id, RTSP URL)` with a single `main` stream.
+pub fn config_with_cameras(cameras: &[(&str, &str)]) -> String {
+    let mut text = "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data_dir}\"\n".to_owned();
+    for (id, url) in cameras {
+        text.push_str(&format!("[[cameras]]\nid = \"{id}\"\n[[cameras.streams]]\nurl = \"{url}\"\n"));
+    }
+    text
+}

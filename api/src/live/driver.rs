@@ -1,9 +1,13 @@
-//! The UDP driver: one socket for every viewer, one task that owns every session.
+//! The driver: one task that owns every session, one UDP socket for every viewer and the
+//! table of ICE-TCP connections ([`tcp`](super::tcp)).
 //!
-//! Datagrams are routed to the session whose `accepts()` says so; frames arrive from one
-//! small forwarding task per viewer (each its own gateway subscription, so a lagging
-//! viewer is resynced at the next key frame by the gateway and only hurts itself); after
-//! every mutation the session is drained until its next timeout.
+//! UDP datagrams are routed to the session whose `accepts()` says so; a TCP connection's
+//! first packet likewise, which binds the connection to that session for good. Frames
+//! arrive from one small forwarding task per viewer (each its own gateway subscription, so
+//! a lagging viewer is resynced at the next key frame by the gateway and only hurts
+//! itself); after every mutation the session is drained until its next timeout, and its
+//! transmits go out by their protocol: UDP straight to the socket, TCP to the connection's
+//! bounded queue.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,13 +16,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use panoptes_core::{CameraId, EncodedFrame, LiveFeed};
-use str0m::Input;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
+use str0m::{Candidate, Input};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::session::{EndReason, SharedFrame, ViewerSession};
+use super::tcp::{CloseReason, ConnId, Connections, Sent, TcpEvent};
 
 /// Frames in flight from the forwarding tasks to the driver.
 const FRAME_QUEUE: usize = 2048;
@@ -98,28 +103,66 @@ impl ShareCache {
     }
 }
 
-/// The driver's address book: where its socket is and which addresses to advertise.
+/// The driver's address book: where its sockets are and which addresses to advertise.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// The bound socket address.
-    pub local: SocketAddr,
-    /// Host candidates given to browsers.
-    pub candidates: Vec<SocketAddr>,
+    /// The bound UDP socket address, if UDP is on.
+    pub udp: Option<SocketAddr>,
+    /// The bound TCP listener address, if ICE over TCP is on.
+    pub tcp: Option<SocketAddr>,
+    /// UDP host candidates given to browsers.
+    pub udp_candidates: Vec<SocketAddr>,
+    /// TCP host candidates (passive) given to browsers.
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 impl Endpoint {
-    /// The local candidate a datagram from `source` reached (the socket may be bound to
-    /// the unspecified address, so the kernel does not say): loopback for loopback peers,
-    /// else the first non-loopback candidate.
-    fn destination_for(&self, source: SocketAddr) -> SocketAddr {
-        let loopback = source.ip().is_loopback();
-        self.candidates
-            .iter()
-            .find(|c| c.ip().is_loopback() == loopback && c.is_ipv4() == source.is_ipv4())
-            .or_else(|| self.candidates.first())
-            .copied()
-            .unwrap_or(self.local)
+    /// An endpoint with the host candidates for the bound addresses (see [`candidates`]).
+    pub fn new(udp: Option<SocketAddr>, tcp: Option<SocketAddr>, advertise: &[IpAddr]) -> Endpoint {
+        Endpoint {
+            udp,
+            tcp,
+            udp_candidates: udp.map(|a| candidates(a, advertise)).unwrap_or_default(),
+            tcp_candidates: tcp.map(|a| candidates(a, advertise)).unwrap_or_default(),
+        }
     }
+
+    /// The ICE candidates for an answer: UDP ones and passive TCP ones.
+    pub fn ice_candidates(&self) -> Vec<Candidate> {
+        let udp = self.udp_candidates.iter().map(|a| Candidate::host(*a, "udp"));
+        let tcp = self
+            .tcp_candidates
+            .iter()
+            .map(|a| Candidate::builder().tcp().host(*a).tcptype(TcpType::Passive).build());
+        udp.chain(tcp)
+            .filter_map(|c| c.map_err(|e| tracing::warn!(error = %e, "skipping a WebRTC candidate")).ok())
+            .collect()
+    }
+}
+
+/// The local candidate a packet from `source` reached. `seen` is the local address the
+/// kernel reports (a TCP connection's), which wins when it is a candidate; a UDP socket
+/// bound to the unspecified address does not say, and behind NAT the advertised address is
+/// not the local one, so otherwise: loopback for loopback peers, else the first
+/// non-loopback candidate of the peer's family, else the first, else `bound`.
+pub(crate) fn local_candidate(
+    candidates: &[SocketAddr],
+    bound: SocketAddr,
+    seen: Option<SocketAddr>,
+    source: SocketAddr,
+) -> SocketAddr {
+    if let Some(seen) = seen
+        && candidates.contains(&seen)
+    {
+        return seen;
+    }
+    let loopback = source.ip().is_loopback();
+    candidates
+        .iter()
+        .find(|c| c.ip().is_loopback() == loopback && c.is_ipv4() == source.is_ipv4())
+        .or_else(|| candidates.first())
+        .copied()
+        .unwrap_or(bound)
 }
 
 /// Host candidates for a socket bound at `local`: the advertised IPs when configured, else
@@ -146,7 +189,9 @@ pub fn candidates(local: SocketAddr, advertise: &[IpAddr]) -> Vec<SocketAddr> {
 }
 
 pub(crate) struct Driver {
-    socket: Arc<UdpSocket>,
+    udp: Option<UdpSocket>,
+    tcp: Connections,
+    tcp_events: Option<mpsc::Receiver<TcpEvent>>,
     endpoint: Endpoint,
     commands: mpsc::Receiver<Command>,
     frames_tx: mpsc::Sender<(String, Arc<EncodedFrame>)>,
@@ -158,15 +203,20 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
+    /// A driver for the UDP socket and the TCP connections announced on `tcp_events`, as
+    /// far as each is on.
     pub(crate) fn new(
-        socket: UdpSocket,
+        udp: Option<UdpSocket>,
+        tcp_events: Option<mpsc::Receiver<TcpEvent>>,
         endpoint: Endpoint,
         commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) -> Driver {
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
         Driver {
-            socket: Arc::new(socket),
+            udp,
+            tcp: Connections::new(endpoint.tcp_candidates.clone(), endpoint.tcp),
+            tcp_events,
             endpoint,
             commands,
             frames_tx,
@@ -190,14 +240,17 @@ impl Driver {
                     Some(cmd) => self.command(cmd),
                     None => break,
                 },
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, source)) => self.datagram(&buf[..n], source),
+                r = recv_udp(self.udp.as_ref(), &mut buf) => match r {
+                    Ok((n, source)) => self.datagram(buf.get(..n).unwrap_or_default(), source),
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket receive failed"),
                 },
+                Some(event) = recv_tcp(self.tcp_events.as_mut()) => self.tcp_event(event),
                 Some((id, frame)) = self.frames_rx.recv() => self.frame(&id, frame),
                 _ = sleep(sleep_until) => self.timeouts(),
                 _ = prune.tick() => {
-                    self.share.prune(Instant::now());
+                    let now = Instant::now();
+                    self.share.prune(now);
+                    self.tcp.tick(now);
                     self.timeouts();
                 }
             }
@@ -260,7 +313,8 @@ impl Driver {
 
     fn datagram(&mut self, data: &[u8], source: SocketAddr) {
         let now = Instant::now();
-        let destination = self.endpoint.destination_for(source);
+        let bound = self.endpoint.udp.unwrap_or(source);
+        let destination = local_candidate(&self.endpoint.udp_candidates, bound, None, source);
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else { return };
         let input = Input::Receive(now, receive);
         let Some((id, entry)) = self.sessions.iter_mut().find(|(_, e)| e.session.accepts(&input)) else {
@@ -270,6 +324,48 @@ impl Driver {
         let id = id.clone();
         entry.session.handle_input(input);
         self.drain(&id, now);
+    }
+
+    fn tcp_event(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened(conn) => self.tcp.open(conn),
+            TcpEvent::Frame { conn, data, at } => self.tcp_frame(conn, &data, at),
+            TcpEvent::Closed { conn, reason } => self.tcp.close(conn, reason),
+        }
+    }
+
+    /// A packet from a TCP connection: to its session, or, for the first one, to the
+    /// session that accepts it, which binds the connection; else the connection closes.
+    fn tcp_frame(&mut self, conn: ConnId, data: &[u8], at: Instant) {
+        let Some((peer, candidate, bound)) = self.tcp.addresses(conn) else { return };
+        let bound = bound.map(str::to_owned);
+        let Ok(receive) = Receive::new(Protocol::Tcp, peer, candidate, data) else {
+            if bound.is_none() {
+                self.tcp.close(conn, CloseReason::Garbage);
+            }
+            return;
+        };
+        let input = Input::Receive(at, receive);
+        let id = match bound {
+            Some(id) => id,
+            None => {
+                let Some(id) =
+                    self.sessions.iter().find(|(_, e)| e.session.accepts(&input)).map(|(id, _)| id)
+                else {
+                    metrics::counter!("panoptes_live_datagrams_unrouted_total").increment(1);
+                    self.tcp.close(conn, CloseReason::Unrouted);
+                    return;
+                };
+                self.tcp.bind(conn, id);
+                id.clone()
+            }
+        };
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            self.tcp.close(conn, CloseReason::SessionEnded);
+            return;
+        };
+        entry.session.handle_input(input);
+        self.drain(&id, Instant::now());
     }
 
     fn frame(&mut self, id: &str, frame: Arc<EncodedFrame>) {
@@ -314,12 +410,21 @@ impl Driver {
         entry.next_timeout = polled.next_timeout;
         let (camera, stream) = (entry.camera.as_str(), entry.stream.as_str());
         let mut bytes = 0u64;
-        for t in &polled.transmits {
-            match self.socket.try_send_to(&t.contents, t.destination) {
-                Ok(n) => bytes += n as u64,
-                Err(_) => {
-                    // The socket's buffer is full: UDP drops; the browser asks for a
-                    // retransmission or a key frame, which resyncs only this viewer.
+        for t in polled.transmits {
+            // A full socket buffer or TCP queue drops, as UDP loses: the browser asks for
+            // a retransmission or a key frame, which resyncs only this viewer.
+            let sent = match t.proto {
+                Protocol::Udp => {
+                    self.udp.as_ref().and_then(|s| s.try_send_to(&t.contents, t.destination).ok())
+                }
+                _ => match self.tcp.send(t, now) {
+                    Sent::Queued(n) => Some(n),
+                    Sent::Dropped | Sent::NoRoute => None,
+                },
+            };
+            match sent {
+                Some(n) => bytes += n as u64,
+                None => {
                     metrics::counter!("panoptes_live_datagrams_dropped_total", "camera" => camera.to_owned(), "stream" => stream.to_owned()).increment(1);
                 }
             }
@@ -342,10 +447,22 @@ impl Driver {
     fn finish(&mut self, id: &str, reason: EndReason) {
         let Some(mut entry) = self.sessions.remove(id) else { return };
         entry.session.end(reason);
-        // Send what closing produced (DTLS close), best effort.
-        for t in entry.session.poll(Instant::now()).transmits {
-            let _ = self.socket.try_send_to(&t.contents, t.destination);
+        // Send what closing produced (DTLS close), best effort; then let its TCP
+        // connections go (their writers send what is queued first).
+        let now = Instant::now();
+        for t in entry.session.poll(now).transmits {
+            match t.proto {
+                Protocol::Udp => {
+                    if let Some(s) = &self.udp {
+                        let _ = s.try_send_to(&t.contents, t.destination);
+                    }
+                }
+                _ => {
+                    let _ = self.tcp.send(t, now);
+                }
+            }
         }
+        self.tcp.close_session(id);
         entry.forwarder.cancel();
         let reason = entry.session.ended().unwrap_or(reason);
         metrics::counter!("panoptes_live_sessions_ended_total", "reason" => reason.label()).increment(1);
@@ -359,6 +476,20 @@ impl Driver {
         *n = n.saturating_add_signed(delta);
         metrics::gauge!("panoptes_live_viewers", "camera" => camera.to_string(), "stream" => stream.to_owned())
             .set(*n as f64);
+    }
+}
+
+async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_tcp(events: Option<&mut mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -407,11 +538,33 @@ mod tests {
 
     #[test]
     fn loopback_peers_reach_the_loopback_candidate() {
-        let e = Endpoint {
-            local: ([0, 0, 0, 0], 8189).into(),
-            candidates: vec![([127, 0, 0, 1], 8189).into(), ([192, 0, 2, 10], 8189).into()],
-        };
-        assert_eq!(e.destination_for(([127, 0, 0, 1], 5000).into()), e.candidates[0]);
-        assert_eq!(e.destination_for(([192, 0, 2, 99], 5000).into()), e.candidates[1]);
+        let bound = SocketAddr::from(([0, 0, 0, 0], 8189));
+        let c: Vec<SocketAddr> = vec![([127, 0, 0, 1], 8189).into(), ([192, 0, 2, 10], 8189).into()];
+        assert_eq!(local_candidate(&c, bound, None, ([127, 0, 0, 1], 5000).into()), c[0]);
+        assert_eq!(local_candidate(&c, bound, None, ([192, 0, 2, 99], 5000).into()), c[1]);
+        // A TCP connection's local address wins when it is a candidate...
+        assert_eq!(local_candidate(&c, bound, Some(c[1]), ([127, 0, 0, 1], 5000).into()), c[1]);
+        // ...not when it is not (behind NAT: the advertised address is not local).
+        let private = SocketAddr::from(([10, 0, 0, 2], 8189));
+        assert_eq!(local_candidate(&c, bound, Some(private), ([192, 0, 2, 99], 5000).into()), c[1]);
+        assert_eq!(local_candidate(&[], bound, None, ([192, 0, 2, 99], 5000).into()), bound);
+    }
+
+    #[test]
+    fn both_transports_give_candidates_on_the_advertised_ips() {
+        let e = Endpoint::new(
+            Some(([0, 0, 0, 0], 8189).into()),
+            Some(([0, 0, 0, 0], 8443).into()),
+            &["203.0.113.7".parse().unwrap_or_else(|e| panic!("{e}"))],
+        );
+        let sdp: Vec<String> = e.ice_candidates().iter().map(Candidate::to_sdp_string).collect();
+        assert_eq!(sdp.len(), 2, "{sdp:?}");
+        assert!(sdp[0].contains("udp") && sdp[0].contains("203.0.113.7 8189 typ host"), "{sdp:?}");
+        assert!(
+            sdp[1].contains("tcp") && sdp[1].ends_with("203.0.113.7 8443 typ host tcptype passive"),
+            "{sdp:?}"
+        );
+        let tcp_only = Endpoint::new(None, Some(([127, 0, 0, 1], 8443).into()), &[]);
+        assert_eq!(tcp_only.ice_candidates().len(), 1);
     }
 }

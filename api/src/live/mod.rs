@@ -9,23 +9,31 @@
 //!   ICE-lite with all its candidates in the answer, so there is no trickle ICE.
 //! - `GET /api/live/sessions`: the caller's sessions (an admin's: all).
 //!
-//! One str0m `Rtc` per viewer, all on one UDP socket (`server.webrtc_udp`), driven by one
-//! task ([`driver`]); the session logic is sans-IO ([`session`]). Frames are written with
-//! the camera's 90 kHz timestamps; their bytes are converted once and shared by every
-//! viewer. A new viewer gets the frames since the last key frame at once (fast start).
+//! One str0m `Rtc` per viewer, all on one UDP socket (`server.webrtc_udp`) and/or one TCP
+//! listener (`server.webrtc_tcp`), driven by one task ([`driver`]); the session logic is
+//! sans-IO ([`session`]). Frames are written with the camera's 90 kHz timestamps; their
+//! bytes are converted once and shared by every viewer. A new viewer gets the frames since
+//! the last key frame at once (fast start).
 //!
-//! Not supported: ICE over TCP. str0m 0.25 understands TCP candidates (`Protocol::Tcp`,
-//! `tcptype`) but leaves the TCP listener and RFC 4571 framing to the application, which
-//! Panoptes does not have yet: browsers must reach the UDP port.
+//! ICE over TCP, for networks that block UDP: the answer then also holds passive TCP host
+//! candidates (lower priority than UDP ones, so browsers that can use UDP do); the browser
+//! connects, and [`tcp`] reads and writes RFC 4571 frames ([`framing`]) for str0m, which
+//! handles `Protocol::Tcp` like UDP. Sessions, metrics and limits are the same either way.
 //!
 //! Metrics: `panoptes_live_viewers{camera,stream}` (gauge), `panoptes_live_bytes_sent_total`,
 //! `panoptes_live_resyncs_total{reason}`, `panoptes_live_sessions_ended_total{reason}`,
-//! `panoptes_live_datagrams_dropped_total`, `panoptes_live_frame_age_seconds` (camera
-//! arrival → relay driver), `panoptes_live_relay_delay_seconds` (camera arrival → the
-//! frame's datagrams sent, per viewer).
+//! `panoptes_live_datagrams_dropped_total` (UDP socket buffer or TCP queue full),
+//! `panoptes_live_frame_age_seconds` (camera arrival → relay driver),
+//! `panoptes_live_relay_delay_seconds` (camera arrival → the frame's packets handed to the
+//! kernel or the TCP queue, per viewer), `panoptes_live_tcp_connections` (gauge),
+//! `panoptes_live_tcp_connections_closed_total{reason}`.
 
 pub mod driver;
+pub mod framing;
 pub mod session;
+pub mod tcp;
+#[cfg(test)]
+mod tests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -42,7 +50,8 @@ use panoptes_core::{CameraId, StreamRole, VideoCodec};
 use panoptes_storage::audit::{self, AuditEntry};
 use panoptes_storage::users::Role;
 use serde::Deserialize;
-use tokio::net::UdpSocket;
+use str0m::Candidate;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -55,11 +64,12 @@ use session::{OfferError, ViewerSession};
 /// How long a POST waits for a stream's first key frame when it has none cached yet.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
 
-/// The running relay: a handle to the UDP driver.
+/// The running relay: a handle to the driver.
 #[derive(Debug, Clone)]
 pub struct Relay {
     commands: mpsc::Sender<Command>,
     endpoint: Arc<Endpoint>,
+    candidates: Arc<[Candidate]>,
 }
 
 impl std::fmt::Debug for Command {
@@ -69,26 +79,61 @@ impl std::fmt::Debug for Command {
 }
 
 impl Relay {
-    /// Binds the UDP socket at `bind` and starts the driver until `cancel` fires.
-    /// `advertise` replaces the host candidates' IPs (behind NAT); empty means the bound
-    /// IP, or loopback and the default route's address when bound to `0.0.0.0`.
+    /// Binds the UDP socket at `udp` and/or the ICE-TCP listener at `tcp` and starts the
+    /// driver until `cancel` fires. `advertise` replaces the host candidates' IPs (behind
+    /// NAT); empty means the bound IP, or loopback and the default route's address when
+    /// bound to `0.0.0.0`. Fails when neither is given or one cannot be bound (the error
+    /// says which).
     pub async fn start(
-        bind: SocketAddr,
+        udp: Option<SocketAddr>,
+        tcp: Option<SocketAddr>,
         advertise: &[IpAddr],
         cancel: CancellationToken,
     ) -> std::io::Result<Relay> {
-        let socket = UdpSocket::bind(bind).await?;
-        let local = socket.local_addr()?;
-        let endpoint = Endpoint { local, candidates: driver::candidates(local, advertise) };
-        tracing::info!(udp = %local, candidates = ?endpoint.candidates, "WebRTC live relay listening");
+        use std::io::{Error, ErrorKind};
+        if udp.is_none() && tcp.is_none() {
+            return Err(Error::new(ErrorKind::InvalidInput, "neither a UDP nor a TCP address"));
+        }
+        let context = |proto: &'static str, addr: SocketAddr| {
+            move |e: Error| Error::new(e.kind(), format!("{proto} {addr}: {e}"))
+        };
+        let socket = match udp {
+            Some(a) => Some(UdpSocket::bind(a).await.map_err(context("UDP", a))?),
+            None => None,
+        };
+        let listener = match tcp {
+            Some(a) => Some(TcpListener::bind(a).await.map_err(context("TCP", a))?),
+            None => None,
+        };
+        let udp = socket.as_ref().map(UdpSocket::local_addr).transpose()?;
+        let tcp = listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let endpoint = Endpoint::new(udp, tcp, advertise);
+        tracing::info!(
+            udp = ?endpoint.udp,
+            tcp = ?endpoint.tcp,
+            udp_candidates = ?endpoint.udp_candidates,
+            tcp_candidates = ?endpoint.tcp_candidates,
+            "WebRTC live relay listening"
+        );
+        let tcp_events = listener.map(|l| {
+            let (tx, rx) = mpsc::channel(1024);
+            tokio::spawn(tcp::listen(l, tx, cancel.clone()));
+            rx
+        });
+        let candidates = endpoint.ice_candidates().into();
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(Driver::new(socket, endpoint.clone(), rx, cancel).run());
-        Ok(Relay { commands: tx, endpoint: Arc::new(endpoint) })
+        tokio::spawn(Driver::new(socket, tcp_events, endpoint.clone(), rx, cancel).run());
+        Ok(Relay { commands: tx, endpoint: Arc::new(endpoint), candidates })
     }
 
-    /// The bound UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local
+    /// The bound UDP address, if UDP is on.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.udp
+    }
+
+    /// The bound TCP address, if ICE over TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.tcp
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ApiError> {
@@ -107,7 +152,12 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn relay(state: &AppState) -> Result<&Relay, ApiError> {
-    state.inner.config.live.as_ref().ok_or(ApiError::Disabled("live view is off: set server.webrtc_udp"))
+    state
+        .inner
+        .config
+        .live
+        .as_ref()
+        .ok_or(ApiError::Disabled("live view is off: set server.webrtc_udp or server.webrtc_tcp"))
 }
 
 /// The camera, if the caller may see it (404 otherwise: never reveal that it exists).
@@ -190,11 +240,11 @@ async fn start(
         }
     }
     let codec = feed.backlog.first().map(|f| f.codec).unwrap_or(VideoCodec::H264);
-    let (session, answer) = ViewerSession::accept(offer, codec, &relay.endpoint.candidates, Instant::now())
-        .map_err(|e| match e {
-        OfferError::CodecUnsupported(_) => ApiError::CodecUnsupported(e.to_string()),
-        OfferError::Malformed(_) | OfferError::NoVideo => ApiError::invalid("offer", e.to_string()),
-    })?;
+    let (session, answer) =
+        ViewerSession::accept(offer, codec, &relay.candidates, Instant::now()).map_err(|e| match e {
+            OfferError::CodecUnsupported(_) => ApiError::CodecUnsupported(e.to_string()),
+            OfferError::Malformed(_) | OfferError::NoVideo => ApiError::invalid("offer", e.to_string()),
+        })?;
     let id = crate::session::new_secret()[..32].to_owned();
     let start = Command::Start {
         id: id.clone(),

@@ -6,7 +6,6 @@
 //! than after the next key frame. After a loss the browser cannot repair (PLI/FIR), the
 //! viewer waits for the next key frame: the camera is shared, so no key frame is forced.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -136,12 +135,12 @@ fn video_mid(sdp: &str) -> Option<Mid> {
 }
 
 impl ViewerSession {
-    /// Accepts a browser's offer for a stream of `codec`, with our host candidates, and
-    /// returns the session and the SDP answer.
+    /// Accepts a browser's offer for a stream of `codec`, with our host candidates (UDP,
+    /// passive TCP or both), and returns the session and the SDP answer.
     pub fn accept(
         offer: &str,
         codec: VideoCodec,
-        candidates: &[SocketAddr],
+        candidates: &[Candidate],
         now: Instant,
     ) -> Result<(ViewerSession, String), OfferError> {
         if offer.len() > 64 * 1024 {
@@ -167,12 +166,9 @@ impl ViewerSession {
             // Statistics are not used; spare the work.
             .set_stats_interval(None)
             .build(now);
-        for addr in candidates {
-            match Candidate::host(*addr, "udp") {
-                Ok(c) => {
-                    rtc.add_local_candidate(c);
-                }
-                Err(e) => tracing::warn!(%addr, error = %e, "skipping a WebRTC candidate"),
+        for c in candidates {
+            if rtc.add_local_candidate(c.clone()).is_none() {
+                tracing::warn!(candidate = %c.to_sdp_string(), "str0m refused a WebRTC candidate");
             }
         }
         let answer = rtc.sdp_api().accept_offer(parsed).map_err(|e| OfferError::Malformed(e.to_string()))?;
@@ -318,6 +314,7 @@ impl ViewerSession {
                 self.pt = self.choose_pt(m.mid);
             }
             Event::Connected => {
+                tracing::debug!(after = ?now.saturating_duration_since(self.created), "WebRTC viewer connected (DTLS up)");
                 self.connected_at = Some(now);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -393,8 +390,16 @@ impl ViewerSession {
 mod tests {
     use super::*;
 
+    use std::net::SocketAddr;
+
+    use str0m::net::TcpType;
+
     fn addr() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8189))
+    }
+
+    fn udp() -> Vec<Candidate> {
+        vec![Candidate::host(addr(), "udp").unwrap()]
     }
 
     /// An offer as headless Chromium makes it for a receive-only video transceiver
@@ -438,7 +443,7 @@ a=fmtp:105 apt=104\r\n";
 
     #[test]
     fn answers_a_chrome_offer_with_h264_and_our_candidate() {
-        let (s, answer) = ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &[addr()], Instant::now())
+        let (s, answer) = ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &udp(), Instant::now())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(answer.contains("H264/90000"), "{answer}");
         assert!(answer.contains("a=ice-lite"), "{answer}");
@@ -449,15 +454,36 @@ a=fmtp:105 apt=104\r\n";
     }
 
     #[test]
+    fn tcp_candidates_are_passive_and_rank_below_udp() {
+        let tcp = Candidate::builder().tcp().host(addr()).tcptype(TcpType::Passive).build().unwrap();
+        let both = [udp(), vec![tcp.clone()]].concat();
+        let (_, answer) =
+            ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &both, Instant::now()).unwrap();
+        let line = |proto: &str| {
+            answer
+                .lines()
+                .find(|l| l.starts_with("a=candidate:") && l.contains(&format!(" {proto} ")))
+                .map(str::to_owned)
+        };
+        let (u, t) = (line("udp").unwrap(), line("tcp").unwrap());
+        assert!(t.contains("127.0.0.1 8189 typ host tcptype passive"), "{t}");
+        let prio = |l: &str| l.split_whitespace().nth(3).unwrap().parse::<u32>().unwrap();
+        assert!(prio(&u) > prio(&t), "browsers must prefer UDP: {u} / {t}");
+        let (_, tcp_only) =
+            ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &[tcp], Instant::now()).unwrap();
+        assert!(!tcp_only.contains(" udp "), "{tcp_only}");
+    }
+
+    #[test]
     fn h265_without_browser_support_is_refused_clearly() {
-        let e = ViewerSession::accept(CHROME_OFFER, VideoCodec::H265, &[addr()], Instant::now()).err();
+        let e = ViewerSession::accept(CHROME_OFFER, VideoCodec::H265, &udp(), Instant::now()).err();
         assert_eq!(e, Some(OfferError::CodecUnsupported("H.265")));
     }
 
     #[test]
     fn h265_is_offered_when_the_browser_has_it() {
         let offer = CHROME_OFFER.replace("VP8/90000", "H265/90000");
-        let r = ViewerSession::accept(&offer, VideoCodec::H265, &[addr()], Instant::now());
+        let r = ViewerSession::accept(&offer, VideoCodec::H265, &udp(), Instant::now());
         let (_, answer) = r.unwrap_or_else(|e| panic!("{e}"));
         assert!(answer.contains("H265/90000"), "{answer}");
     }
@@ -495,15 +521,15 @@ a=fmtp:105 apt=104\r\n";
             inputs.push(String::from_utf8_lossy(&b).into_owned());
         }
         for offer in inputs {
-            let _ = ViewerSession::accept(&offer, VideoCodec::H264, &[addr()], Instant::now());
+            let _ = ViewerSession::accept(&offer, VideoCodec::H264, &udp(), Instant::now());
         }
-        assert!(ViewerSession::accept("", VideoCodec::H264, &[addr()], Instant::now()).is_err());
+        assert!(ViewerSession::accept("", VideoCodec::H264, &udp(), Instant::now()).is_err());
     }
 
     #[test]
     fn keeps_frames_from_the_last_keyframe_until_connected() {
         let now = Instant::now();
-        let (mut s, _) = ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &[addr()], now)
+        let (mut s, _) = ViewerSession::accept(CHROME_OFFER, VideoCodec::H264, &udp(), now)
             .unwrap_or_else(|e| panic!("{e}"));
         let frame = |pts: i64, key: bool| {
             let f = EncodedFrame {

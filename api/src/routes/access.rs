@@ -47,10 +47,36 @@ pub(crate) struct Me {
 }
 
 /// Appends to the audit log; a failure is logged, never shown to the client.
-pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) {
-    if let Err(err) = audit::append(&state.inner.pool, &e).await {
-        tracing::error!(error = %err, action = e.action, "audit log append failed");
+pub(crate) async fn audit(state: &AppState, e: AuditEntry<'_>) -> Option<audit::AuditReceipt> {
+    match audit::append(&state.inner.pool, &e).await {
+        Ok(r) => Some(r),
+        Err(err) => {
+            tracing::error!(error = %err, action = e.action, "audit log append failed");
+            None
+        }
     }
+}
+
+/// Appends what `caller` did to the audit log (see [`audit`]).
+pub(crate) async fn audit_caller(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Option<audit::AuditReceipt> {
+    audit(
+        state,
+        AuditEntry {
+            actor_id: Some(caller.user.id),
+            actor_name: &caller.user.name,
+            action,
+            target,
+            details,
+            client_ip: caller.client_ip.as_deref(),
+        },
+    )
+    .await
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Result<HeaderValue, ApiError> {

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use panoptes_core::{CameraId, NodeId, StreamStatus};
-use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::cameras::{ApiCamera, CameraDetail, CameraError, StoredApiCamera};
 use panoptes_storage::users::Role;
 use serde::Serialize;
@@ -198,27 +197,6 @@ fn take_node(body: &mut serde_json::Value) -> Result<Option<NodeId>, ApiError> {
     }
 }
 
-async fn audit_change(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-) {
-    crate::routes::access::audit(
-        state,
-        AuditEntry {
-            actor_id: Some(caller.user.id),
-            actor_name: &caller.user.name,
-            action,
-            target,
-            details,
-            client_ip: caller.client_ip.as_deref(),
-        },
-    )
-    .await;
-}
-
 /// Field names of a body, for the audit log (never values: they may hold passwords).
 fn field_names(body: &serde_json::Value) -> Vec<String> {
     body.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
@@ -246,7 +224,7 @@ pub(crate) async fn create(
     let cam = check(&state, body, node)?;
     panoptes_storage::cameras::create_api(&state.inner.pool, &cam).await.map_err(camera_error)?;
     let id = cam.spec.id.clone();
-    audit_change(
+    crate::routes::access::audit_caller(
         &state,
         &caller,
         "camera_create",
@@ -319,7 +297,14 @@ pub(crate) async fn update(
     let merged = merge(&stored, body)?;
     let cam = check(&state, merged, node)?;
     panoptes_storage::cameras::update_api(pool, &cam).await.map_err(camera_error)?;
-    audit_change(&state, &caller, "camera_update", id.as_str(), json!({ "fields": fields })).await;
+    crate::routes::access::audit_caller(
+        &state,
+        &caller,
+        "camera_update",
+        id.as_str(),
+        json!({ "fields": fields }),
+    )
+    .await;
     Ok(Json(one(&state, &id).await?))
 }
 
@@ -338,6 +323,6 @@ pub(crate) async fn remove(
     caller.require(Role::Admin)?;
     let id = CameraId::new(id).map_err(|_| ApiError::NotFound)?;
     panoptes_storage::cameras::retire_api(&state.inner.pool, &id).await.map_err(camera_error)?;
-    audit_change(&state, &caller, "camera_delete", id.as_str(), json!({})).await;
+    crate::routes::access::audit_caller(&state, &caller, "camera_delete", id.as_str(), json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

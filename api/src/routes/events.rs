@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use panoptes_core::CameraId;
-use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::events::ReviewState;
 use panoptes_storage::queries::{self, Cursor, EventFilter, EventRow, RangeFilter, ReviewError, Verdict};
 use panoptes_storage::users::Role;
@@ -271,16 +270,12 @@ pub(crate) async fn review(
             ReviewError::NoteTooLong => ApiError::invalid("note", "at most 2000 characters"),
             ReviewError::Db(e) => e.into(),
         })?;
-    crate::routes::access::audit(
+    crate::routes::access::audit_caller(
         &state,
-        AuditEntry {
-            actor_id: Some(caller.user.id),
-            actor_name: &caller.user.name,
-            action: "review",
-            target: &id.to_string(),
-            details: json!({"verdict": body.verdict, "note": body.note, "camera": row.camera.as_str()}),
-            client_ip: caller.client_ip.as_deref(),
-        },
+        &caller,
+        "review",
+        &id.to_string(),
+        json!({"verdict": body.verdict, "note": body.note, "camera": row.camera.as_str()}),
     )
     .await;
     Ok(Json(row.into()))
@@ -298,7 +293,8 @@ pub(crate) struct CountParams {
     cameras: Option<String>,
     /// Labels, comma-separated.
     labels: Option<String>,
-    /// `hour` (default) or `label`.
+    /// `hour` (default), `label`, or `line` (counting-line crossings per camera, line, label
+    /// and direction over the range).
     by: Option<String>,
 }
 
@@ -307,9 +303,24 @@ pub(crate) struct CountParams {
 pub(crate) struct CountDto {
     /// The hour (for `by=hour`).
     hour: Option<DateTime<Utc>>,
-    /// The label (for `by=label`).
+    /// The label (for `by=label` and `by=line`).
     label: Option<String>,
+    /// The camera (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<String>,
+    /// The counting line (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<String>,
+    /// `in` or `out` (for `by=line`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<String>,
     count: i64,
+}
+
+impl CountDto {
+    fn new(hour: Option<DateTime<Utc>>, label: Option<String>, count: i64) -> Self {
+        CountDto { hour, label, camera: None, line: None, direction: None, count }
+    }
 }
 
 #[utoipa::path(get, path = "/api/events/counts", tag = "events", params(CountParams),
@@ -324,13 +335,23 @@ pub(crate) async fn counts(
     let f =
         RangeFilter { from: p.from, to: p.to, cameras: cameras_param(&p.cameras)?, labels: split(&p.labels) };
     let result = match p.by.as_deref().unwrap_or("hour") {
-        "hour" => queries::counts_per_hour(&state.inner.pool, &access, &f).await.map(|v| {
-            v.into_iter().map(|c| CountDto { hour: Some(c.hour), label: None, count: c.count }).collect()
+        "hour" => queries::counts_per_hour(&state.inner.pool, &access, &f)
+            .await
+            .map(|v| v.into_iter().map(|c| CountDto::new(Some(c.hour), None, c.count)).collect()),
+        "label" => queries::counts_per_label(&state.inner.pool, &access, &f)
+            .await
+            .map(|v| v.into_iter().map(|c| CountDto::new(None, Some(c.label), c.count)).collect()),
+        "line" => queries::line_counts(&state.inner.pool, &access, &f, false).await.map(|v| {
+            v.into_iter()
+                .map(|c| CountDto {
+                    camera: Some(c.camera),
+                    line: Some(c.line_id),
+                    direction: Some(c.direction),
+                    ..CountDto::new(None, Some(c.label), c.count)
+                })
+                .collect()
         }),
-        "label" => queries::counts_per_label(&state.inner.pool, &access, &f).await.map(|v| {
-            v.into_iter().map(|c| CountDto { hour: None, label: Some(c.label), count: c.count }).collect()
-        }),
-        other => return Err(ApiError::invalid("by", format!("{other:?} is not hour or label"))),
+        other => return Err(ApiError::invalid("by", format!("{other:?} is not hour, label or line"))),
     };
     match result {
         Ok(v) => Ok(Json(v)),
@@ -351,26 +372,36 @@ pub(crate) async fn stream(
     let access = cameras_visible(&state, &caller.user).await?;
     let mut listener = sqlx::postgres::PgListener::connect_with(&state.inner.pool).await?;
     listener.listen("panoptes_events").await?;
-    let stream = futures::stream::unfold((listener, access), |(mut listener, access)| async move {
-        loop {
-            // `recv` reconnects by itself after a lost connection; give up only on errors it
-            // cannot recover from.
-            let n = match listener.recv().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "alert stream: listener failed");
-                    return None;
+    let shutdown = state.inner.config.shutdown.clone();
+    let stream = futures::stream::unfold((listener, access), move |(mut listener, access)| {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection; give up only on errors it
+                // cannot recover from, and when the server stops.
+                let n = tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    n = listener.recv() => n,
+                };
+                let n = match n {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert stream: listener failed");
+                        return None;
+                    }
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else { continue };
+                let visible = v["camera"]
+                    .as_str()
+                    .and_then(|c| CameraId::new(c).ok())
+                    .is_some_and(|c| access.allows(&c));
+                if !visible {
+                    continue;
                 }
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(n.payload()) else { continue };
-            let visible =
-                v["camera"].as_str().and_then(|c| CameraId::new(c).ok()).is_some_and(|c| access.allows(&c));
-            if !visible {
-                continue;
+                let kind = v["kind"].as_str().unwrap_or("update").to_owned();
+                let ev = SseEvent::default().event(kind).data(v.to_string());
+                return Some((Ok(ev), (listener, access)));
             }
-            let kind = v["kind"].as_str().unwrap_or("update").to_owned();
-            let ev = SseEvent::default().event(kind).data(v.to_string());
-            return Some((Ok(ev), (listener, access)));
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use chrono::{DateTime, Utc};
-use panoptes_storage::audit::AuditEntry;
 use panoptes_storage::users::{ChangeError, Role, UserChange, UserError, UserRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -107,21 +106,6 @@ fn change_error(e: ChangeError) -> ApiError {
     }
 }
 
-async fn record(state: &AppState, caller: &Caller, action: &str, target: &str, details: serde_json::Value) {
-    crate::routes::access::audit(
-        state,
-        AuditEntry {
-            actor_id: Some(caller.user.id),
-            actor_name: &caller.user.name,
-            action,
-            target,
-            details,
-            client_ip: caller.client_ip.as_deref(),
-        },
-    )
-    .await;
-}
-
 async fn one(state: &AppState, id: i64) -> Result<UserDto, ApiError> {
     let users = panoptes_storage::users::list(&state.inner.pool, Some(id)).await?;
     users.into_iter().next().map(UserDto::from).ok_or(ApiError::NotFound)
@@ -155,7 +139,7 @@ pub(crate) async fn create(
             return Err(change_error(e));
         }
     }
-    record(
+    crate::routes::access::audit_caller(
         &state,
         &caller,
         "user_create",
@@ -192,7 +176,7 @@ pub(crate) async fn update(
         "role": body.role, "cameras": body.cameras, "disabled": body.disabled,
         "password_changed": body.password.is_some(),
     });
-    record(&state, &caller, "user_update", &user.name, details).await;
+    crate::routes::access::audit_caller(&state, &caller, "user_update", &user.name, details).await;
     Ok(Json(user))
 }
 
@@ -212,7 +196,7 @@ pub(crate) async fn disable(
     let change = UserChange { disabled: Some(true), ..Default::default() };
     panoptes_storage::users::change(&state.inner.pool, id, &change).await.map_err(change_error)?;
     let user = one(&state, id).await?;
-    record(&state, &caller, "user_disable", &user.name, json!({})).await;
+    crate::routes::access::audit_caller(&state, &caller, "user_disable", &user.name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -349,3 +349,29 @@ fn cursors_are_opaque_and_checked() {
         assert_eq!(bad.parse::<Cursor>(), Err(CursorError), "{bad}");
     }
 }
+
+#[sqlx::test(migrator = "crate::MIGRATOR")]
+async fn get_owned_returns_only_events_of_the_nodes_cameras(pool: PgPool) -> TestResult {
+    use crate::cameras::{CameraSpec, sync};
+    let (n1, n2) = (NodeId::new("n1")?, NodeId::new("n2")?);
+    for n in [&n1, &n2] {
+        crate::nodes::register(&pool, n, "127.0.0.1:0", "test").await?;
+    }
+    let spec = |id: &str| CameraSpec {
+        id: CameraId::new(id).unwrap(),
+        name: id.into(),
+        enabled: true,
+        streams: Vec::new(),
+        definition: None,
+    };
+    sync(&pool, &n1, &[spec("a")]).await?;
+    sync(&pool, &n2, &[spec("b")]).await?;
+    let (ea, eb, ec) = (event(1, "a", "person"), event(2, "b", "car"), event(3, "c", "car"));
+    write(&pool, vec![Record::Start(ea.clone()), Record::Start(eb.clone()), Record::Start(ec.clone())]).await;
+    let owned = get_owned(&pool, ea.id, &n1).await?;
+    assert_eq!(owned.map(|e| e.camera.to_string()), Some("a".into()));
+    assert!(get_owned(&pool, eb.id, &n1).await?.is_none(), "n2's camera");
+    assert!(get_owned(&pool, ec.id, &n1).await?.is_none(), "a camera no node owns");
+    assert!(get_owned(&pool, eb.id, &n2).await?.is_some());
+    Ok(())
+}

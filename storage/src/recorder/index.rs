@@ -202,6 +202,52 @@ pub async fn segments_between(
     .await
 }
 
+/// A stretch of continuous recording.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Span {
+    /// Camera id.
+    pub camera_id: String,
+    /// First frame.
+    pub start_time: DateTime<Utc>,
+    /// End of the last segment.
+    pub end_time: DateTime<Utc>,
+}
+
+/// The closed segments of `cameras`' stream `stream` overlapping `[start, end)`, merged into
+/// spans where one segment starts within `max_gap` of the previous one's end (gaps and
+/// islands, in SQL: a day of 60 s segments of 64 cameras is a few rows per camera).
+pub async fn spans_between(
+    pool: &PgPool,
+    cameras: &[String],
+    stream: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    max_gap: chrono::Duration,
+) -> Result<Vec<Span>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT camera_id, min(start_time) AS start_time, max(end_time) AS end_time FROM (
+             SELECT camera_id, start_time, end_time,
+                    count(*) FILTER (WHERE new_span) OVER (PARTITION BY camera_id ORDER BY start_time) AS span
+             FROM (
+                 SELECT camera_id, start_time, end_time,
+                        start_time > COALESCE(max(end_time) OVER (PARTITION BY camera_id ORDER BY start_time
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), '-infinity') + $5 AS new_span
+                 FROM recording_segments
+                 WHERE camera_id = ANY($1) AND stream = $2 AND state = 'closed'
+                   AND start_time < $4 AND end_time > $3
+             ) s
+         ) t
+         GROUP BY camera_id, span ORDER BY camera_id, start_time",
+    )
+    .bind(cameras)
+    .bind(stream)
+    .bind(start)
+    .bind(end)
+    .bind(max_gap)
+    .fetch_all(pool)
+    .await
+}
+
 /// Every segment row in a given state (`open`, `deleting`), oldest first, at most `limit`.
 pub async fn segments_in_state(
     pool: &PgPool,
@@ -215,4 +261,57 @@ pub async fn segments_in_state(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod span_tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    /// Three back-to-back segments, a 10 s hole, one more; another camera; an open segment
+    /// (not played back yet) ignored.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn contiguous_segments_merge_into_spans(pool: PgPool) -> Result<(), sqlx::Error> {
+        let t0 = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let add = |camera: &'static str, start: i64, end: i64, state: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(
+                    "INSERT INTO recording_segments (camera_id, stream, start_time, end_time, duration_90k, path,
+                         bytes, sha256, codec, state)
+                     VALUES ($1, 'main', $2, $3, 1, $4, 1, 'x', 'h264', $5)",
+                )
+                .bind(camera)
+                .bind(t0 + TimeDelta::seconds(start))
+                .bind(t0 + TimeDelta::seconds(end))
+                .bind(format!("{camera}/{start}.mp4"))
+                .bind(state)
+                .execute(&pool)
+                .await
+            }
+        };
+        for (s, e) in [(0, 60), (60, 120), (121, 180), (190, 250)] {
+            add("a", s, e, "closed").await?;
+        }
+        add("b", 30, 90, "closed").await?;
+        add("b", 90, 150, "open").await?;
+        let spans = spans_between(
+            &pool,
+            &["a".into(), "b".into()],
+            "main",
+            t0,
+            t0 + TimeDelta::hours(1),
+            chrono::Duration::seconds(2),
+        )
+        .await?;
+        let got: Vec<(&str, i64, i64)> = spans
+            .iter()
+            .map(|s| {
+                (s.camera_id.as_str(), (s.start_time - t0).num_seconds(), (s.end_time - t0).num_seconds())
+            })
+            .collect();
+        assert_eq!(got, [("a", 0, 180), ("a", 190, 250), ("b", 30, 90)]);
+        Ok(())
+    }
 }

@@ -181,7 +181,13 @@ pub fn h264_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
                     let (mut last, mut next) = (8i32, 8i32);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + b.se()? + 256).rem_euclid(256);
+                            // delta_scale is -128..=127; anything else is a corrupt SPS
+                            // (and would overflow).
+                            let delta = b.se()?;
+                            if !(-128..=127).contains(&delta) {
+                                return Err(SpsError::Malformed("scaling list delta out of range"));
+                            }
+                            next = (last + delta + 256).rem_euclid(256);
                         }
                         last = if next == 0 { last } else { next };
                     }
@@ -320,6 +326,17 @@ mod tests {
     #[test]
     fn removes_emulation_prevention() {
         assert_eq!(rbsp(&[0, 0, 3, 1, 0, 0, 3]), [0, 0, 1, 0, 0]);
+    }
+
+    /// Found by the `sps` fuzz target: a huge scaling-list delta overflowed an addition.
+    #[test]
+    fn a_corrupt_scaling_list_is_an_error_not_a_panic() {
+        let data = [
+            0x0b, 0x86, 0x92, 0x92, 0x92, 0x00, 0x86, 0x92, 0x92, 0x92, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x09, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
+            0xfe, 0x92, 0x74, 0x75, 0xb8, 0xfe, 0xfc, 0xff, 0xff, 0xff, 0x00, 0x00, 0xef, 0x26, 0x00, 0x18,
+        ];
+        assert!(h264_sps(&data).is_err());
     }
 
     #[test]
