@@ -51,6 +51,33 @@ fn ffmpeg(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?} failed");
 }
 
+/// Writes an H.264 clip (GOP 50, no B-frames) of the bus of bus.jpg (cropped to its
+/// ground-truth box, 240 px wide) on a grey 640x360 background. `timing` is the background's
+/// `r=…:d=…`, `overlay` the filter placing the bus (and any filters after it).
+fn bus_clip(out: &Path, timing: &str, overlay: &str) {
+    let bus = media("bus.jpg");
+    let filter = format!("[1:v]crop=788:530:17:228,scale=240:-2[b];[0:v][b]{overlay},format=yuv420p");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("color=c=0x808080:s=640x360:{timing}"),
+        "-i",
+        bus.to_str().unwrap(),
+        "-filter_complex",
+        &filter,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "50",
+        "-bf",
+        "0",
+        out.to_str().unwrap(),
+    ]);
+}
+
 /// Decodes a clip to RGB24 frames.
 fn decode(clip: &Path) -> Vec<Vec<u8>> {
     let out = Command::new("ffmpeg")
@@ -151,29 +178,9 @@ fn started(events: &[PipelineEvent]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bus_crossing_the_frame_is_one_event_crossing_the_line_forward() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = media("bus.jpg");
     let clip = dir.path().join("moving.mp4");
-    // the bus of bus.jpg (cropped to its ground-truth box), 240 px wide, driving left to
-    // right across a grey 640x360 background in 4.5 s, 10 fps
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x808080:s=640x360:r=10:d=5",
-        "-i",
-        bus.to_str().unwrap(),
-        "-filter_complex",
-        "[1:v]crop=788:530:17:228,scale=240:-2[b];[0:v][b]overlay=x='-240+t*880/4.5':y=110,format=yuv420p",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-bf",
-        "0",
-        clip.to_str().unwrap(),
-    ]);
+    // driving left to right across the frame in 4.5 s, 10 fps
+    bus_clip(&clip, "r=10:d=5", "overlay=x='-240+t*880/4.5':y=110");
     let frames = decode(&clip);
     assert_eq!(frames.len(), 50);
     // Alerts require the right-hand third of the frame, which the bus reaches only later.
@@ -242,28 +249,9 @@ async fn a_bus_crossing_the_frame_is_one_event_crossing_the_line_forward() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_scene_runs_the_detector_only_at_the_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = media("bus.jpg");
     let clip = dir.path().join("static.mp4");
     // a parked bus, 30 s at 5 fps, with sensor-like noise
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=0x808080:s=640x360:r=5:d=30",
-        "-i",
-        bus.to_str().unwrap(),
-        "-filter_complex",
-        "[1:v]crop=788:530:17:228,scale=240:-2[b];[0:v][b]overlay=x=200:y=110,noise=alls=6:allf=t,format=yuv420p",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-bf",
-        "0",
-        clip.to_str().unwrap(),
-    ]);
+    bus_clip(&clip, "r=5:d=30", "overlay=x=200:y=110,noise=alls=6:allf=t");
     let frames = decode(&clip);
     assert_eq!(frames.len(), 150);
     let calls = Arc::new(AtomicUsize::new(0));

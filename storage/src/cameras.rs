@@ -81,6 +81,8 @@ pub struct ApiCamera {
 pub struct StoredApiCamera {
     /// Its id.
     pub id: CameraId,
+    /// The node that runs it.
+    pub node: Option<String>,
     /// The definition without credentials.
     pub definition: serde_json::Value,
     /// Logins by stream name.
@@ -253,6 +255,15 @@ async fn lock_api(tx: &mut sqlx::PgConnection, id: &str) -> Result<Option<String
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
+    api_row(id, row)
+}
+
+/// An API camera's node, from its row's `managed_by`, `node_id` and `retired_at`; refuses
+/// missing, deleted and file-defined cameras.
+fn api_row(
+    id: &str,
+    row: Option<(String, Option<String>, Option<chrono::DateTime<chrono::Utc>>)>,
+) -> Result<Option<String>, CameraError> {
     match row {
         None | Some((_, _, Some(_))) => Err(CameraError::NotFound),
         Some((by, _, None)) if by != "api" => Err(CameraError::ManagedByConfig(id.to_owned())),
@@ -309,19 +320,30 @@ pub async fn retire_api(pool: &PgPool, id: &CameraId) -> Result<(), CameraError>
 
 /// An API camera's stored definition and credentials, for a change through the API.
 pub async fn api_camera(pool: &PgPool, id: &CameraId) -> Result<StoredApiCamera, CameraError> {
-    let mut tx = pool.begin().await?;
-    lock_api(&mut tx, id.as_str()).await?;
-    let (definition, credentials): (Option<serde_json::Value>, Option<serde_json::Value>) =
-        sqlx::query_as("SELECT definition, credentials FROM cameras WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    stored(id.clone(), definition, credentials)
+    type Row = (
+        String,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT managed_by, node_id, retired_at, definition, credentials FROM cameras WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let (parts, definition, credentials) = match row {
+        Some((by, node, retired, d, c)) => (Some((by, node, retired)), d, c),
+        None => (None, None, None),
+    };
+    let node = api_row(id.as_str(), parts)?;
+    stored(id.clone(), node, definition, credentials)
 }
 
 fn stored(
     id: CameraId,
+    node: Option<String>,
     definition: Option<serde_json::Value>,
     credentials: Option<serde_json::Value>,
 ) -> Result<StoredApiCamera, CameraError> {
@@ -329,7 +351,7 @@ fn stored(
         Some(c) => serde_json::from_value(c).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         None => BTreeMap::new(),
     };
-    Ok(StoredApiCamera { id, definition: definition.unwrap_or_default(), credentials })
+    Ok(StoredApiCamera { id, node, definition: definition.unwrap_or_default(), credentials })
 }
 
 /// The API cameras `node` runs (enabled or not; deleted ones excluded), with credentials.
@@ -344,7 +366,7 @@ pub async fn api_cameras(pool: &PgPool, node: &NodeId) -> Result<Vec<StoredApiCa
     rows.into_iter()
         .map(|(id, d, c)| {
             let id = CameraId::new(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            stored(id, d, c)
+            stored(id, Some(node.to_string()), d, c)
         })
         .collect()
 }

@@ -208,22 +208,15 @@ pub async fn change(pool: &PgPool, id: i64, change: &UserChange) -> Result<(), C
         None => {}
     }
     if let Some(cameras) = &change.cameras {
-        let (known,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM cameras WHERE id = ANY($1) AND retired_at IS NULL")
-                .bind(cameras)
-                .fetch_one(&mut *tx)
-                .await?;
-        if usize::try_from(known).unwrap_or(0)
-            != cameras.iter().collect::<std::collections::BTreeSet<_>>().len()
-        {
-            let (missing,): (Option<String>,) = sqlx::query_as(
-                "SELECT c FROM unnest($1::text[]) AS c
-                 WHERE NOT EXISTS (SELECT 1 FROM cameras WHERE id = c AND retired_at IS NULL) LIMIT 1",
-            )
-            .bind(cameras)
-            .fetch_one(&mut *tx)
-            .await?;
-            return Err(ChangeError::UnknownCamera(missing.unwrap_or_default()));
+        let missing: Option<(String,)> = sqlx::query_as(
+            "SELECT c FROM unnest($1::text[]) AS c
+             WHERE NOT EXISTS (SELECT 1 FROM cameras WHERE id = c AND retired_at IS NULL) LIMIT 1",
+        )
+        .bind(cameras)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((camera,)) = missing {
+            return Err(ChangeError::UnknownCamera(camera));
         }
         sqlx::query("DELETE FROM user_camera_grants WHERE user_id = $1 AND NOT (camera_id = ANY($2))")
             .bind(id)

@@ -292,7 +292,7 @@ pub(crate) async fn update(
     let moved_to = take_node(&mut body)?;
     let fields = field_names(&body);
     let stored = panoptes_storage::cameras::api_camera(pool, &id).await.map_err(camera_error)?;
-    let current = one(&state, &id).await?.node.and_then(|n| NodeId::new(n).ok());
+    let current = stored.node.clone().and_then(|n| NodeId::new(n).ok());
     let node = moved_to.or(current).ok_or(ApiError::invalid("node", "required"))?;
     let merged = merge(&stored, body)?;
     let cam = check(&state, merged, node)?;

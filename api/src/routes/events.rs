@@ -114,7 +114,8 @@ pub(crate) struct ListParams {
     limit: Option<u32>,
 }
 
-fn split(s: &Option<String>) -> Vec<String> {
+/// A comma-separated query parameter as its non-empty, trimmed items.
+pub(crate) fn split(s: &Option<String>) -> Vec<String> {
     s.as_deref()
         .map(|s| s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default()

@@ -106,15 +106,7 @@ pub(crate) async fn spans(
         return Err(ApiError::invalid("max_gap_secs", "at most 3600"));
     }
     let scope = cameras_visible(&state, &caller.user).await?;
-    let asked: Vec<String> = p
-        .cameras
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let asked = crate::routes::events::split(&p.cameras);
     let cameras: Vec<String> = if asked.is_empty() {
         panoptes_storage::cameras::list(&state.inner.pool, &scope)
             .await?
